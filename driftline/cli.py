@@ -1,0 +1,233 @@
+"""The ``driftline`` command: one entry point for every job.
+
+Subcommands import their implementation lazily so ``driftline --help`` stays fast and a job
+pulls in only what it needs (the worker never imports training code, for instance).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+stack_app = typer.Typer(no_args_is_help=True, help="The embedded broker and Redis (machines without Docker).")
+data_app = typer.Typer(no_args_is_help=True, help="Synthetic data of the worked example.")
+feast_app = typer.Typer(no_args_is_help=True, help="The Feast feature repo.")
+model_app = typer.Typer(no_args_is_help=True, help="The model registry.")
+app.add_typer(stack_app, name="stack")
+app.add_typer(data_app, name="data")
+app.add_typer(feast_app, name="feast")
+app.add_typer(model_app, name="model")
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Configure logging once, at the entry point."""
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+
+
+@app.callback()
+def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    configure_logging("DEBUG" if verbose else "INFO")
+
+
+# --- embedded stack -------------------------------------------------------------------------------
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start the embedded Kafka-protocol broker and Redis on loopback (idempotent)."""
+    from driftline.settings import StackSettings
+    from driftline.stack import up
+
+    for line in up(StackSettings()):
+        typer.echo(line)
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop the embedded broker and Redis."""
+    from driftline.settings import StackSettings
+    from driftline.stack import down
+
+    for line in down(StackSettings()):
+        typer.echo(line)
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Say whether the embedded services are running, and where."""
+    from driftline.settings import StackSettings
+    from driftline.stack import status
+
+    for line in status(StackSettings()):
+        typer.echo(line)
+
+
+@stack_app.command("env")
+def stack_env() -> None:
+    """Print the environment variables that point driftline at the embedded stack."""
+    from driftline.settings import StackSettings
+    from driftline.stack import env_lines
+
+    for line in env_lines(StackSettings()):
+        typer.echo(line)
+
+
+# --- data, Feast, training ------------------------------------------------------------------------
+
+
+@data_app.command("generate")
+def data_generate() -> None:
+    """Write the offline parquet sources (customers, merchants, labelled transactions)."""
+    from driftline.settings import TrainingSettings
+    from training.data import generate
+
+    for line in generate(TrainingSettings()):
+        typer.echo(line)
+
+
+@feast_app.command("apply")
+def feast_apply() -> None:
+    """Register entities, sources, feature views and the feature service."""
+    from driftline.settings import TrainingSettings
+    from feature_repo.store import apply
+
+    for line in apply(TrainingSettings()):
+        typer.echo(line)
+
+
+@feast_app.command("materialize")
+def feast_materialize() -> None:
+    """Load the latest feature values into the Redis online store."""
+    from driftline.settings import TrainingSettings
+    from feature_repo.store import materialize
+
+    for line in materialize(TrainingSettings()):
+        typer.echo(line)
+
+
+@app.command("train")
+def train(
+    promote: Annotated[bool, typer.Option(help="Point production at the new version.")] = True,
+) -> None:
+    """Build a point-in-time-correct training set from Feast, train, evaluate, register."""
+    from driftline.settings import TrainingSettings
+    from training.train import run
+
+    for line in run(TrainingSettings(), promote=promote):
+        typer.echo(line)
+
+
+@model_app.command("list")
+def model_list() -> None:
+    """List registered versions, their metrics, and which one is in production."""
+    from driftline.registry import ModelRegistry
+    from driftline.settings import ModelSettings
+
+    settings = ModelSettings()
+    registry = ModelRegistry(settings.registry_dir)
+    production = registry.production_version(settings.model_name)
+    for version in registry.versions(settings.model_name):
+        meta = registry.read_metadata(settings.model_name, version)
+        mark = "*" if version == production else " "
+        metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted(meta.metrics.items()))
+        typer.echo(f"{mark} {settings.model_name} {version} {meta.feature_service} {metrics}")
+
+
+@model_app.command("promote")
+def model_promote(version: str) -> None:
+    """Point production at VERSION; running workers pick it up without a restart."""
+    from driftline.registry import ModelRegistry
+    from driftline.settings import ModelSettings
+
+    settings = ModelSettings()
+    ModelRegistry(settings.registry_dir).promote(settings.model_name, version)
+    typer.echo(f"{settings.model_name}: production -> {version}")
+
+
+# --- streaming ------------------------------------------------------------------------------------
+
+
+@app.command("worker")
+def worker() -> None:
+    """Run the stream worker: events -> features -> score -> predictions / dead letters."""
+    from stream_app.worker import main
+
+    main()
+
+
+@app.command("topics")
+def topics() -> None:
+    """Create the events, predictions and dead-letter topics if they do not exist."""
+    from driftline.settings import ProducerSettings
+    from producers.admin import ensure_topics
+
+    for line in ensure_topics(ProducerSettings()):
+        typer.echo(line)
+
+
+@app.command("produce")
+def produce(
+    count: Annotated[int, typer.Option(help="Events to generate (ignored with --file).")] = 1000,
+    rate: Annotated[float, typer.Option(help="Events per second; 0 = as fast as possible.")] = 200.0,
+    invalid_fraction: Annotated[float, typer.Option(help="Share of deliberately invalid events.")] = 0.0,
+    drift: Annotated[
+        str, typer.Option(help="Inject drift: none, amount_shift, merchant_mix, fraud_pattern.")
+    ] = "none",
+    file: Annotated[
+        Path | None, typer.Option(help="Publish JSON lines from this file ('-' for stdin) instead.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Publish generated transaction events (or JSON lines) to the events topic."""
+    from driftline.settings import ProducerSettings
+    from producers.publish import publish_file, publish_generated
+
+    settings = ProducerSettings()
+    if file is not None:
+        summary = publish_file(settings, file, rate=rate, progress=progress)
+    else:
+        summary = publish_generated(
+            settings, count=count, rate=rate, invalid_fraction=invalid_fraction, drift=drift, progress=progress
+        )
+    typer.echo(summary.describe())
+
+
+@app.command("tail")
+def tail(
+    topic: Annotated[
+        str, typer.Option(help="predictions, dead-letters, or events.")
+    ] = "predictions",
+    limit: Annotated[int, typer.Option(help="Stop after this many records; 0 = follow forever.")] = 0,
+    from_beginning: Annotated[bool, typer.Option(help="Start at the earliest offset.")] = False,
+) -> None:
+    """Print records of the predictions (or dead-letter) topic as JSON lines."""
+    from driftline.settings import ProducerSettings
+    from producers.tail import tail as run_tail
+
+    for line in run_tail(ProducerSettings(), topic=topic, limit=limit, from_beginning=from_beginning):
+        typer.echo(line)
+
+
+@app.command("demo")
+def demo(
+    events: Annotated[int, typer.Option(help="Events to publish.")] = 3000,
+    rate: Annotated[float, typer.Option(help="Events per second.")] = 500.0,
+    invalid_fraction: Annotated[float, typer.Option(help="Share of invalid events.")] = 0.02,
+    keep_running: Annotated[bool, typer.Option(help="Leave the stack up afterwards.")] = True,
+) -> None:
+    """Run everything on the embedded stack and print a summary."""
+    from driftline.demo import run_demo
+
+    for line in run_demo(events=events, rate=rate, invalid_fraction=invalid_fraction, keep_running=keep_running):
+        typer.echo(line)
+
+
+def main() -> None:
+    """Entry point of the ``driftline`` console script."""
+    app()
