@@ -116,8 +116,9 @@ def train(
     promote: Annotated[bool, typer.Option(help="Point production at the new version.")] = True,
 ) -> None:
     """Build a point-in-time-correct training set from Feast, train, evaluate, register."""
-    from driftline.settings import TrainingSettings
     from training.train import run
+
+    from driftline.settings import TrainingSettings
 
     for line in run(TrainingSettings(), promote=promote):
         typer.echo(line)
@@ -231,3 +232,7 @@ def demo(
 def main() -> None:
     """Entry point of the ``driftline`` console script."""
     app()
+
+
+if __name__ == "__main__":
+    main()

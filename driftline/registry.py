@@ -187,7 +187,7 @@ class ModelRegistry:
                 f"the registry recorded {metadata.artifact_sha256}; refusing to load it"
             )
         try:
-            estimator = pickle.loads(data)  # noqa: S301 - checksum verified above
+            estimator = pickle.loads(data)
         except Exception as exc:
             raise ModelLoadError(f"model {name} version {version}: artifact cannot be read: {exc}") from exc
         if not hasattr(estimator, "predict_proba"):

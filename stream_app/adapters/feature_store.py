@@ -1,0 +1,75 @@
+"""Online feature reads through Feast's async API, and the model/feature-service compatibility check."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from driftline.errors import FeatureStoreError, ModelLoadError
+from driftline.registry import FeatureSpec, ModelMetadata
+from stream_app.core.pipeline import FeatureValues
+
+logger = logging.getLogger(__name__)
+
+
+def check_model_against_store(store: Any, metadata: ModelMetadata) -> None:
+    """Refuse a model whose feast features its feature service cannot supply."""
+    try:
+        service = store.get_feature_service(metadata.feature_service)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"model {metadata.name} version {metadata.version} needs feature service "
+            f"{metadata.feature_service!r}, which the Feast registry does not have ({exc}); run `driftline feast apply`"
+        ) from exc
+    offered = {
+        f"{projection.name_to_use()}:{feature.name}"
+        for projection in service.feature_view_projections
+        for feature in projection.features
+    }
+    lacking = [ref for ref in metadata.feature_refs if ref not in offered]
+    if lacking:
+        raise ModelLoadError(
+            f"model {metadata.name} version {metadata.version} needs features that feature service "
+            f"{metadata.feature_service!r} does not supply: {', '.join(lacking)}"
+        )
+
+
+class FeastOnlineReader:
+    """Reads one model's feast features for a batch of entity rows in one non-blocking call."""
+
+    def __init__(self, store: Any, specs: Sequence[FeatureSpec], timeout_s: float) -> None:
+        self._store = store
+        self._timeout_s = timeout_s
+        feast_specs = [s for s in specs if s.source == "feast" and s.ref]
+        self._refs = [s.ref for s in feast_specs if s.ref]
+        # Feast's full feature name is "view__feature"; map it back to the model's column name.
+        self._names = {s.ref.replace(":", "__", 1): s.name for s in feast_specs if s.ref}
+
+    async def __call__(self, entity_rows: list[dict[str, str]]) -> FeatureValues:
+        """Return per entity row the model's feast features by column name (None when missing)."""
+        if not self._refs:
+            return [{} for _ in entity_rows]
+        try:
+            response = await asyncio.wait_for(
+                self._store.get_online_features_async(
+                    features=self._refs, entity_rows=entity_rows, full_feature_names=True
+                ),
+                timeout=self._timeout_s,
+            )
+            columns = response.to_dict()
+        except TimeoutError as exc:
+            raise FeatureStoreError(
+                f"online feature read of {len(entity_rows)} rows timed out after {self._timeout_s}s"
+            ) from exc
+        except Exception as exc:
+            raise FeatureStoreError(f"online feature read failed: {type(exc).__name__}: {exc}") from exc
+        out: FeatureValues = [{} for _ in entity_rows]
+        for full_name, name in self._names.items():
+            values = columns.get(full_name)
+            if values is None:
+                raise FeatureStoreError(f"Feast returned no column {full_name!r}")
+            for row, value in zip(out, values, strict=True):
+                row[name] = value
+        return out

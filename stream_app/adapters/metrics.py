@@ -1,0 +1,125 @@
+"""Every Prometheus instrument of the worker, in one place.
+
+Names are ``driftline_<what>_<unit>``, durations in seconds. Labels are bounded: outcome, stage and
+dead-letter type are closed sets, feature names come from the served model (tens, not thousands),
+and no label ever carries an entity key or event id. The registry is a parameter, so tests get a
+fresh one and nothing is registered at import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from driftline.contracts import DeadLetterType
+from stream_app.core.pipeline import BatchResult
+
+# Stage durations are per batch: a feature read of a few hundred keys takes ~1-20 ms on loopback,
+# so the buckets are dense between 0.5 ms and 50 ms and reach 2.5 s to show timeouts.
+STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# End-to-end latency (event_time -> prediction acknowledged) has an SLO in the tens of ms, and
+# must still resolve backlogs of seconds to minutes after an outage.
+E2E_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# Batch sizes: powers of two up to the largest allowed batch setting.
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 10000)
+
+STAGES = ("decode", "features", "predict", "publish")
+
+
+class WorkerMetrics:
+    """The worker's instruments, registered on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.events_received = Counter(
+            "driftline_events_received_total", "Events consumed from the events topic.", registry=registry
+        )
+        self.events_processed = Counter(
+            "driftline_events_processed_total",
+            "Events handled, by outcome (scored or dead_lettered).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "driftline_dead_letters_total", "Dead letters published, by error type.", ["error_type"],
+            registry=registry,
+        )
+        self.degraded_predictions = Counter(
+            "driftline_degraded_predictions_total",
+            "Predictions scored without store features because the feature read failed.",
+            registry=registry,
+        )
+        self.feature_read_failures = Counter(
+            "driftline_feature_read_failures_total", "Batches whose online feature read failed or timed out.",
+            registry=registry,
+        )
+        self.missing_features = Counter(
+            "driftline_missing_features_total",
+            "Scored events that lacked a store feature, by feature.",
+            ["feature"],
+            registry=registry,
+        )
+        self.stage_seconds = Histogram(
+            "driftline_stage_duration_seconds",
+            "Time per batch in each worker stage.",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=registry,
+        )
+        self.end_to_end_seconds = Histogram(
+            "driftline_end_to_end_latency_seconds",
+            "From the event's event_time to its prediction acknowledged by the broker.",
+            buckets=E2E_BUCKETS,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "driftline_batch_size_events", "Events per micro-batch.", buckets=BATCH_BUCKETS, registry=registry
+        )
+        self.model_info = Gauge(
+            "driftline_model_info",
+            "1 for the model version being served.",
+            ["model_name", "model_version"],
+            registry=registry,
+        )
+        self.model_reloads = Counter(
+            "driftline_model_reloads_total", "Model swaps, by result (swapped or refused).", ["result"],
+            registry=registry,
+        )
+        for outcome in ("scored", "dead_lettered"):
+            self.events_processed.labels(outcome)
+        for stage in STAGES:
+            self.stage_seconds.labels(stage)
+        for result in ("swapped", "refused"):
+            self.model_reloads.labels(result)
+
+    def serving(self, name: str, version: str) -> None:
+        """Mark ``version`` as the one being served (and no other)."""
+        self.model_info.clear()
+        self.model_info.labels(name, version).set(1)
+
+    def observe_batch(self, result: BatchResult, received: int, publish_s: float, latencies: Iterable[float]) -> None:
+        """Record one finished batch: counts, stage times and per-event end-to-end latency."""
+        self.events_received.inc(received)
+        self.batch_size.observe(received)
+        if result.predictions:
+            self.events_processed.labels("scored").inc(len(result.predictions))
+        if result.dead_letters:
+            self.events_processed.labels("dead_lettered").inc(len(result.dead_letters))
+            counts: dict[DeadLetterType, int] = {}
+            for letter in result.dead_letters:
+                counts[letter.error_type] = counts.get(letter.error_type, 0) + 1
+            for error_type, count in counts.items():
+                self.dead_letters.labels(error_type).inc(count)
+        if result.feature_error is not None:
+            self.feature_read_failures.inc()
+            self.degraded_predictions.inc(len(result.predictions))
+        for feature, count in result.missing_counts.items():
+            self.missing_features.labels(feature).inc(count)
+        timings = result.timings
+        self.stage_seconds.labels("decode").observe(timings.decode_s)
+        self.stage_seconds.labels("features").observe(timings.features_s)
+        self.stage_seconds.labels("predict").observe(timings.predict_s)
+        self.stage_seconds.labels("publish").observe(publish_s)
+        for latency in latencies:
+            self.end_to_end_seconds.observe(latency)

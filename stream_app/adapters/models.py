@@ -1,0 +1,63 @@
+"""The model being served, and swapping it for a newly promoted version without a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from driftline.errors import DriftlineError
+from driftline.registry import LoadedModel, ModelRegistry
+from driftline.settings import WorkerSettings
+from stream_app.adapters.feature_store import FeastOnlineReader, check_model_against_store
+from stream_app.core.validation import EventRules
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ServingModel:
+    """A verified model with what serving it needs: event rules and a feature reader."""
+
+    model: LoadedModel
+    rules: EventRules
+    reader: FeastOnlineReader
+
+
+class ModelHolder:
+    """Holds the served model; a batch reads ``current`` once, so a swap never splits a batch."""
+
+    def __init__(self, settings: WorkerSettings, store: Any) -> None:
+        self._settings = settings
+        self._store = store
+        self._registry = ModelRegistry(settings.registry_dir)
+        self._refused: str | None = None  # a version that failed to load is not retried every tick
+        self.current = self._load(None)
+
+    def _load(self, version: str | None) -> ServingModel:
+        model = self._registry.load(self._settings.model_name, version)
+        check_model_against_store(self._store, model.metadata)
+        meta = model.metadata
+        rules = EventRules.for_model(
+            meta.entity_fields, meta.features, self._settings.max_event_bytes, self._settings.max_future_skew_s
+        )
+        reader = FeastOnlineReader(self._store, meta.features, self._settings.feature_timeout_s)
+        return ServingModel(model=model, rules=rules, reader=reader)
+
+    async def refresh(self) -> bool | None:
+        """Swap to the production version if it changed: True swapped, False refused, None unchanged."""
+        wanted = self._registry.production_version(self._settings.model_name)
+        if wanted is None or wanted in (self.current.model.metadata.version, self._refused):
+            return None
+        try:
+            # Unpickling and the checksum take tens of ms: keep them off the event loop.
+            candidate = await asyncio.to_thread(self._load, wanted)
+        except DriftlineError as exc:
+            logger.error("not swapping to %s version %s: %s", self._settings.model_name, wanted, exc)
+            self._refused = wanted
+            return False
+        old = self.current.model.metadata.version
+        self.current = candidate
+        logger.info("now serving %s version %s (was %s)", self._settings.model_name, wanted, old)
+        return True

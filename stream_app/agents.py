@@ -1,0 +1,81 @@
+"""The worker's agent: a micro-batch in, predictions and dead letters out, then the offsets.
+
+Thin by design: the batch logic is ``stream_app.core.pipeline``. Delivery is at-least-once: the
+agent waits for the broker to acknowledge every prediction and dead letter of a batch before it
+asks for the next batch, and only then does Faust mark the batch's events as done and commit
+their offsets. A crash in between redelivers the batch; its predictions repeat with the same
+``prediction_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import faust
+
+from stream_app.adapters.metrics import WorkerMetrics
+from stream_app.adapters.models import ModelHolder
+from stream_app.app import Topics
+from stream_app.core.pipeline import BatchResult, Clock, RawRecord, process_batch
+
+logger = logging.getLogger(__name__)
+
+MODEL_CHECK_INTERVAL_S = 5.0
+
+
+def _record(event: Any) -> RawRecord:
+    message = event.message
+    return RawRecord(
+        key=message.key, value=message.value, topic=message.topic,
+        partition=message.partition, offset=message.offset,
+    )
+
+
+async def publish(topics: Topics, result: BatchResult) -> None:
+    """Send a batch's outputs and wait until the broker has acknowledged all of them."""
+    pending = []
+    for prediction in result.predictions:
+        key = next(iter(prediction.entities.values()), prediction.event_id).encode()
+        pending.append(await topics.predictions.send(key=key, value=prediction.model_dump_json().encode()))
+    for letter in result.dead_letters:
+        pending.append(await topics.dead_letters.send(key=letter.original_key, value=letter.model_dump_json().encode()))
+    if pending:
+        await asyncio.gather(*pending)
+
+
+def register_agents(
+    app: faust.App, topics: Topics, holder: ModelHolder, metrics: WorkerMetrics, clock: Clock,
+    batch_size: int, batch_window_s: float,
+) -> None:
+    """Attach the scoring agent and the model-refresh timer to ``app``."""
+
+    async def score_events(stream: faust.StreamT[bytes]) -> None:
+        # take_events is on the concrete Stream only; it yields events with their offsets.
+        assert isinstance(stream, faust.Stream)
+        async for events in stream.take_events(batch_size, within=batch_window_s):
+            serving = holder.current  # read once: a model swap never splits a batch
+            result = await process_batch(
+                [_record(e) for e in events], serving.rules, serving.model, serving.reader, clock
+            )
+            started = clock.perf()
+            await publish(topics, result)
+            publish_s = clock.perf() - started
+            acked_at = time.time()
+            metrics.observe_batch(
+                result, len(events), publish_s,
+                (acked_at - p.event_time.timestamp() for p in result.predictions),
+            )
+
+    async def refresh_model() -> None:
+        swapped = await holder.refresh()
+        if swapped is None:
+            return
+        metrics.model_reloads.labels("swapped" if swapped else "refused").inc()
+        meta = holder.current.model.metadata
+        metrics.serving(meta.name, meta.version)
+
+    app.agent(topics.events, name="score_events", concurrency=1)(score_events)
+    app.timer(MODEL_CHECK_INTERVAL_S)(refresh_model)

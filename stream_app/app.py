@@ -1,0 +1,78 @@
+"""Build the Faust application and its topics from settings; nothing happens at import."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from driftline.settings import KafkaSettings, WorkerSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The worker's topics, all raw bytes: JSON is decoded and encoded by driftline itself."""
+
+    events: faust.TopicT
+    predictions: faust.TopicT
+    dead_letters: faust.TopicT
+
+
+def broker_credentials(settings: KafkaSettings) -> Any:
+    """Translate the Kafka security settings into Faust credentials (None for PLAINTEXT)."""
+    protocol = settings.security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(
+            purpose=ssl.Purpose.SERVER_AUTH, cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
+        )
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    password = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+    return faust.SASLCredentials(
+        username=settings.sasl_username,
+        password=password,
+        ssl_context=context,
+        mechanism=settings.sasl_mechanism or "PLAIN",
+    )
+
+
+def create_app(settings: WorkerSettings) -> tuple[faust.App, Topics]:
+    """Create the worker's Faust app and topics.
+
+    Choices that keep correctness independent of broker features some Kafka-protocol brokers
+    lack: no tables or changelogs (state that must survive lives in Redis), no leader topic, no
+    idempotent or transactional producer (at-least-once with stable prediction ids instead),
+    and acks from all in-sync replicas before an input offset may be committed.
+    """
+    app = faust.App(
+        settings.group_id,
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
+        broker_credentials=broker_credentials(settings),
+        autodiscover=False,
+        store="memory://",
+        topic_disable_leader=True,
+        topic_partitions=settings.topic_partitions,
+        topic_allow_declare=True,
+        web_enabled=False,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(1.0, settings.session_timeout_s / 3),
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger_ms=1,
+        processing_guarantee="at_least_once",
+    )
+    topics = Topics(
+        events=app.topic(settings.events_topic, key_type=bytes, value_type=bytes, value_serializer="raw",
+                         key_serializer="raw"),
+        predictions=app.topic(settings.predictions_topic, key_type=bytes, value_type=bytes,
+                              value_serializer="raw", key_serializer="raw"),
+        dead_letters=app.topic(settings.dead_letter_topic, key_type=bytes, value_type=bytes,
+                               value_serializer="raw", key_serializer="raw"),
+    )
+    return app, topics

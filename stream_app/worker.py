@@ -1,0 +1,56 @@
+"""Entry point of the stream worker: load and verify the model, serve metrics, run Faust."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+
+import faust
+from prometheus_client import CollectorRegistry, start_http_server
+
+from driftline.errors import DriftlineError
+from driftline.settings import WorkerSettings
+from stream_app.adapters.metrics import WorkerMetrics
+from stream_app.adapters.models import ModelHolder
+from stream_app.agents import register_agents
+from stream_app.app import create_app
+from stream_app.core.pipeline import Clock
+
+logger = logging.getLogger(__name__)
+
+
+def build_worker(settings: WorkerSettings) -> faust.Worker:
+    """Wire everything; raises DriftlineError when no servable model can be loaded."""
+    from feature_repo.store import feature_store
+
+    store = feature_store(settings)
+    holder = ModelHolder(settings, store)
+    meta = holder.current.model.metadata
+    logger.info(
+        "serving %s version %s (feature service %s, %d features, threshold %.3f)",
+        meta.name, meta.version, meta.feature_service, len(meta.features), meta.threshold,
+    )
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    metrics.serving(meta.name, meta.version)
+    start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
+    logger.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+
+    app, topics = create_app(settings)
+    clock = Clock(now=lambda: datetime.now(UTC), perf=time.perf_counter)
+    register_agents(app, topics, holder, metrics, clock, settings.batch_size, settings.batch_window_s)
+    return faust.Worker(app, loglevel=settings.log_level, quiet=True)
+
+
+def main() -> None:
+    """Run the worker until SIGTERM/SIGINT; exit 2 with the reason when it cannot start."""
+    settings = WorkerSettings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        worker = build_worker(settings)
+    except DriftlineError as exc:
+        logger.error("worker cannot start: %s", exc)
+        sys.exit(2)
+    worker.execute_from_commandline()

@@ -1,0 +1,94 @@
+"""A served world for integration tests: small data in Feast on the test Redis, and a trained model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from driftline.runner import WorkerProcess
+from driftline.settings import KafkaSettings, ProducerSettings, TrainingSettings
+from driftline.stack import free_port
+from producers.admin import ensure_topics
+
+SMALL_WORLD = {
+    "DRIFTLINE_SEED": "11",
+    "DRIFTLINE_N_CUSTOMERS": "300",
+    "DRIFTLINE_N_MERCHANTS": "60",
+    "DRIFTLINE_N_TRANSACTIONS": "8000",
+    "DRIFTLINE_HISTORY_DAYS": "20",
+}
+
+
+@dataclass(frozen=True)
+class ServedWorld:
+    """Where the trained model and Feast registry live, and the env that points at them."""
+
+    home: Path
+    env: dict[str, str]
+
+    def training(self) -> TrainingSettings:
+        return TrainingSettings(**self.env)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def served_world(tmp_path_factory: pytest.TempPathFactory, bootstrap: str, redis_url: str) -> ServedWorld:
+    from training.train import run as train
+
+    from feature_repo.store import apply, materialize
+    from training.data import generate
+
+    home = tmp_path_factory.mktemp("home")
+    env = {
+        "DRIFTLINE_HOME": str(home),
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "REDIS_URL": redis_url,
+        **SMALL_WORLD,
+    }
+    settings = TrainingSettings(**env)  # type: ignore[arg-type]
+    for step in (generate, apply, materialize):
+        list(step(settings))
+    list(train(settings))
+    return ServedWorld(home=home, env=env)
+
+
+@dataclass(frozen=True)
+class TopicSet:
+    env: dict[str, str]
+
+    def kafka(self) -> KafkaSettings:
+        return ProducerSettings(**self.env)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def topics(served_world: ServedWorld, unique: str) -> TopicSet:
+    """Fresh events/predictions/dead-letter topics and consumer group for one test."""
+    env = {
+        **served_world.env,
+        "DRIFTLINE_EVENTS_TOPIC": f"events-{unique}",
+        "DRIFTLINE_PREDICTIONS_TOPIC": f"predictions-{unique}",
+        "DRIFTLINE_DEAD_LETTER_TOPIC": f"dead-letters-{unique}",
+        "DRIFTLINE_WORKER_GROUP": f"worker-{unique}",
+        "DRIFTLINE_TOPIC_PARTITIONS": "4",
+    }
+    topic_set = TopicSet(env=env)
+    list(ensure_topics(topic_set.kafka()))
+    return topic_set
+
+
+@pytest.fixture
+def start_worker(topics: TopicSet, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start workers on the test's topics; every one is stopped at teardown."""
+    started: list[WorkerProcess] = []
+
+    def start(**extra: str) -> WorkerProcess:
+        env = {**topics.env, "DRIFTLINE_METRICS_PORT": str(free_port()), **extra}
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log").start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop(timeout_s=20)

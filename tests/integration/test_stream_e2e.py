@@ -1,0 +1,125 @@
+"""The spine on real parts: kafka-python -> broker -> Faust worker -> Feast/Redis -> model -> topics."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import numpy as np
+import orjson
+import pytest
+from kafka import KafkaProducer
+
+from driftline.contracts import DeadLetter, Prediction, prediction_id
+from driftline.registry import ARTIFACT_FILE, ModelRegistry
+from driftline.runner import WorkerProcess, metric_value
+from producers.collect import Collected, collect
+from producers.generator import build_world, event_stream, invalid_events
+
+from .conftest import ServedWorld, TopicSet
+
+pytestmark = pytest.mark.integration
+
+
+def publish(topics: TopicSet, valid: int, invalid: int, seed: int = 5) -> tuple[list[dict[str, object]], list[bytes]]:
+    settings = topics.kafka()
+    world_env = topics.env
+    world = build_world(int(world_env["DRIFTLINE_SEED"]), int(world_env["DRIFTLINE_N_CUSTOMERS"]),
+                        int(world_env["DRIFTLINE_N_MERCHANTS"]))
+    rng = np.random.default_rng(seed)
+    events = list(event_stream(world, valid, rng, start_time=datetime.now(UTC), rate=10_000))
+    for event in events:  # stamp with the publish time so nothing is "in the future"
+        event["event_time"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    bad = [item.payload for item in invalid_events(rng, invalid)]
+    producer = KafkaProducer(**settings.kafka_python_config(), acks="all", linger_ms=5)
+    try:
+        for event in events:
+            producer.send(settings.events_topic, key=str(event["customer_id"]).encode(), value=orjson.dumps(event))
+        for payload in bad:
+            producer.send(settings.events_topic, key=b"bad", value=payload)
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+    return events, bad
+
+
+def read_outputs(topics: TopicSet, expected_predictions: int, expected_dead: int, timeout_s: float = 90) -> Collected:
+    settings = topics.kafka()
+
+    def done(c: Collected) -> bool:
+        return (len(c.values(settings.predictions_topic)) >= expected_predictions
+                and len(c.values(settings.dead_letter_topic)) >= expected_dead)
+
+    return collect(settings, [settings.predictions_topic, settings.dead_letter_topic], done, timeout_s, settle_s=3)
+
+
+def test_every_event_yields_exactly_one_prediction_or_dead_letter(
+    topics: TopicSet, start_worker: Callable[..., WorkerProcess], served_world: ServedWorld
+) -> None:
+    worker = start_worker()
+    worker.wait_metrics()
+    events, bad = publish(topics, valid=400, invalid=40)
+    got = read_outputs(topics, len(events), len(bad))
+    settings = topics.kafka()
+
+    predictions = [Prediction.model_validate_json(v) for v in got.values(settings.predictions_topic)]
+    letters = [DeadLetter.model_validate_json(v) for v in got.values(settings.dead_letter_topic)]
+    by_event = Counter(p.event_id for p in predictions)
+    assert set(by_event) == {str(e["event_id"]) for e in events}
+    assert max(by_event.values()) == 1, "a valid event was scored twice"
+    assert sorted(d.original_value for d in letters) == sorted(bad)
+    assert all(d.reason and d.source_topic == settings.events_topic for d in letters)
+
+    version = ModelRegistry(served_world.home / "models").production_version("fraud")
+    for p in predictions:
+        assert p.model_version == version
+        assert p.prediction_id == prediction_id(p.event_id, p.model_name, p.model_version)
+        assert 0.0 <= p.score <= 1.0 and p.decision == (p.score >= p.threshold)
+        assert not p.degraded
+
+    page = worker.scrape()
+    assert metric_value(page, "driftline_events_processed_total", {"outcome": "scored"}) == len(events)
+    assert metric_value(page, "driftline_events_processed_total", {"outcome": "dead_lettered"}) == len(bad)
+    assert metric_value(page, "driftline_model_info", {"model_version": str(version)}) == 1
+
+
+def test_unknown_entities_are_scored_with_missing_features_named(
+    topics: TopicSet, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    worker = start_worker()
+    worker.wait_metrics()
+    event = {
+        "event_id": "stranger-1", "event_time": datetime.now(UTC).isoformat(), "customer_id": "C-NEW",
+        "merchant_id": "M-NEW", "amount": 42.0, "channel": "online", "hour_of_day": 3,
+    }
+    settings = topics.kafka()
+    producer = KafkaProducer(**settings.kafka_python_config(), acks="all")
+    producer.send(settings.events_topic, value=orjson.dumps(event))
+    producer.flush(timeout=30)
+    producer.close()
+    got = read_outputs(topics, 1, 0)
+    (raw,) = got.values(settings.predictions_topic)
+    prediction = Prediction.model_validate_json(raw)
+    assert prediction.event_id == "stranger-1"
+    assert prediction.missing_features, "features of an unknown entity must be named as missing"
+    assert not prediction.degraded
+
+
+def test_worker_refuses_an_artifact_with_a_wrong_checksum(
+    served_world: ServedWorld, start_worker: Callable[..., WorkerProcess], tmp_path
+) -> None:
+    registry = tmp_path / "models"
+    shutil.copytree(served_world.home / "models", registry)
+    version = ModelRegistry(registry).production_version("fraud")
+    assert version is not None
+    artifact = registry / "fraud" / version / ARTIFACT_FILE
+    artifact.write_bytes(artifact.read_bytes() + b"tampered")
+
+    worker = start_worker(DRIFTLINE_MODEL_REGISTRY=str(registry))
+    assert worker.popen is not None
+    code = worker.popen.wait(timeout=120)
+    assert code == 2
+    log = worker.log_tail(50)
+    assert "worker cannot start" in log and "SHA-256" in log and "refusing to load it" in log

@@ -1,0 +1,109 @@
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from driftline.registry import FeatureSpec
+from stream_app.core.validation import EventRules, Rejection, ValidEvent, validate_event
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+SPECS = [
+    FeatureSpec(name="avg_amount_30d", source="feast", ref="customer_stats:avg_amount_30d"),
+    FeatureSpec(name="amount", source="request", field="amount", minimum=0.01, maximum=1_000_000),
+    FeatureSpec(name="channel", source="request", field="channel", kind="categorical",
+                categories=["online", "pos", "atm"]),
+    FeatureSpec(name="hour_of_day", source="request", field="hour_of_day", integer=True, minimum=0, maximum=23),
+]
+RULES = EventRules.for_model({"customer_id": "customer_id", "merchant_id": "merchant_id"}, SPECS, 4096, 300)
+
+
+def event(**overrides: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "event_id": "e-1", "event_time": "2026-11-22T11:59:59Z", "customer_id": "C00001",
+        "merchant_id": "M0001", "amount": 12.5, "channel": "pos", "hour_of_day": 11,
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not ...}
+
+
+def check(doc: object) -> ValidEvent | Rejection:
+    return validate_event(orjson.dumps(doc), RULES, NOW)
+
+
+def test_valid_event_is_reduced_to_what_scoring_needs() -> None:
+    result = check(event())
+    assert isinstance(result, ValidEvent)
+    assert result.entities == {"customer_id": "C00001", "merchant_id": "M0001"}
+    assert result.request == {"amount": 12.5, "channel": "pos", "hour_of_day": 11}
+    assert result.event_time == datetime(2026, 11, 22, 11, 59, 59, tzinfo=UTC)
+
+
+def test_offsets_are_converted_to_utc_and_unknown_fields_ignored() -> None:
+    result = check(event(event_time="2026-11-22T13:00:00+02:00", extra_field={"nested": [1, 2]}))
+    assert isinstance(result, ValidEvent)
+    assert result.event_time == datetime(2026, 11, 22, 11, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("doc", "error_type", "needle"),
+    [
+        (event(event_id=...), "missing_field", "event_id is missing"),
+        (event(event_id=""), "invalid_field", "event_id must be"),
+        (event(event_id=5), "invalid_field", "event_id must be"),
+        (event(event_time=...), "missing_field", "event_time is missing"),
+        (event(event_time="yesterday"), "invalid_field", "not an RFC 3339"),
+        (event(event_time="2026-11-22T11:00:00"), "invalid_field", "no UTC offset"),
+        (event(event_time="2027-01-01T00:00:00Z"), "invalid_field", "in the future"),
+        (event(event_time=1700000000), "invalid_field", "RFC 3339 string"),
+        (event(customer_id=...), "missing_field", "customer_id is missing"),
+        (event(customer_id=""), "invalid_field", "customer_id must be"),
+        (event(amount=-3), "invalid_field", "amount must be >= 0.01"),
+        (event(amount="12"), "invalid_field", "amount must be a number"),
+        (event(amount=True), "invalid_field", "amount must be a number"),
+        (event(amount=1e300), "invalid_field", "amount must be <= 1e+06"),
+        (event(amount=...), "missing_field", "amount is missing"),
+        (event(channel="carrier-pigeon"), "invalid_field", "is not one of"),
+        (event(channel=3), "invalid_field", "channel must be a string"),
+        (event(hour_of_day=25), "invalid_field", "hour_of_day must be <= 23"),
+        (event(hour_of_day=1.5), "invalid_field", "whole number"),
+        ([1, 2, 3], "not_json", "JSON object"),
+        ("just a string", "not_json", "JSON object"),
+    ],
+)
+def test_each_rule_rejects_with_a_reason(doc: object, error_type: str, needle: str) -> None:
+    result = check(doc)
+    assert isinstance(result, Rejection)
+    assert result.error_type == error_type
+    assert needle in result.reason
+
+
+def test_bytes_that_are_not_json() -> None:
+    for raw in (b"\xff\xfe", b"{not json", b"", b'{"amount": NaN}'):
+        result = validate_event(raw, RULES, NOW)
+        assert isinstance(result, Rejection)
+        assert result.error_type == "not_json"
+
+
+def test_oversized_message_is_rejected_unparsed() -> None:
+    raw = orjson.dumps(event(padding="x" * 5000))
+    result = validate_event(raw, RULES, NOW)
+    assert isinstance(result, Rejection)
+    assert result.error_type == "too_large"
+    assert "4096" in result.reason
+
+
+def test_tombstone() -> None:
+    result = validate_event(None, RULES, NOW)
+    assert isinstance(result, Rejection) and result.error_type == "not_json"
+
+
+def test_rejection_keeps_the_event_id_when_readable() -> None:
+    result = check(event(amount=-1))
+    assert isinstance(result, Rejection) and result.event_id == "e-1"
+
+
+def test_skew_allowance_is_a_setting() -> None:
+    strict = EventRules.for_model(RULES.entity_fields, SPECS, 4096, 0)
+    raw = orjson.dumps(event(event_time=(NOW + timedelta(seconds=5)).isoformat()))
+    assert isinstance(validate_event(raw, strict, NOW), Rejection)
+    assert isinstance(validate_event(raw, RULES, NOW), ValidEvent)
