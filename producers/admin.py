@@ -1,0 +1,74 @@
+"""Create the events, predictions and dead-letter topics (idempotent)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from driftline.errors import DriftlineError
+from driftline.settings import KafkaSettings
+
+logger = logging.getLogger(__name__)
+
+#: Kafka's error code for "Topic with this name already exists".
+_TOPIC_ALREADY_EXISTS = 36
+
+
+def driftline_topics(settings: KafkaSettings) -> list[str]:
+    """Return the names of the topics driftline uses: events, predictions, dead letters."""
+    return [settings.events_topic, settings.predictions_topic, settings.dead_letter_topic]
+
+
+def ensure_topics(settings: KafkaSettings, replication_factor: int = 1, timeout_s: float = 30.0) -> Iterator[str]:
+    """Create the driftline topics that are missing and wait until metadata shows all of them.
+
+    Existing topics are left alone (their partition count is reported, never changed);
+    ``replication_factor`` is 1 for a single broker and must not exceed the broker count.
+    """
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError, for_code
+
+    names = driftline_topics(settings)
+    timeout_ms = int(timeout_s * 1000)
+    try:
+        admin = KafkaAdminClient(
+            **settings.kafka_python_config(),
+            client_id="driftline-admin",
+            request_timeout_ms=min(timeout_ms, 30_000),
+            bootstrap_timeout_ms=timeout_ms,
+        )
+    except KafkaError as exc:
+        raise DriftlineError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc!r}") from exc
+    try:
+        request = {
+            name: {"num_partitions": settings.topic_partitions, "replication_factor": replication_factor}
+            for name in names
+        }
+        try:
+            response: dict[str, Any] = admin.create_topics(request, timeout_ms=timeout_ms, raise_errors=False)
+        except KafkaError as exc:
+            raise DriftlineError(f"creating topics {names} failed: {exc!r}") from exc
+        created: set[str] = set()
+        for topic in response.get("topics", []):
+            name, code = topic["name"], topic["error_code"]
+            if code == 0:
+                created.add(name)
+            elif code != _TOPIC_ALREADY_EXISTS:
+                error = for_code(code).__name__
+                raise DriftlineError(f"creating topic {name} failed: {error}: {topic.get('error_message')}")
+        try:
+            admin.wait_for_topics(names, timeout_ms=timeout_ms)
+            described = admin.describe_topics(names)
+        except KafkaError as exc:
+            raise DriftlineError(f"topics {names} did not appear in metadata: {exc!r}") from exc
+        partitions = {topic["name"]: len(topic.get("partitions") or []) for topic in described}
+        for name in names:
+            verb = "created" if name in created else "exists"
+            line = f"{name}: {verb}, {partitions.get(name, 0)} partitions"
+            if partitions.get(name) != settings.topic_partitions:
+                line += f" (DRIFTLINE_TOPIC_PARTITIONS is {settings.topic_partitions}; left unchanged)"
+            logger.debug(line)
+            yield line
+    finally:
+        admin.close()

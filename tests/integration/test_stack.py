@@ -1,0 +1,274 @@
+"""The embedded stack's building blocks against real processes: Tansu broker and Redis on free ports."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+
+from driftline.contracts import TransactionEvent
+from driftline.errors import StackError
+from driftline.settings import ProducerSettings, StackSettings
+from driftline.stack import (
+    BrokerProcess,
+    RedisProcess,
+    down,
+    env_lines,
+    free_port,
+    kafka_answers,
+    redis_answers,
+    status,
+    up,
+    wait_for_kafka,
+    wait_for_redis,
+)
+from producers.admin import ensure_topics
+from producers.publish import publish_file, publish_generated
+from producers.tail import tail
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    service = BrokerProcess(tmp_path_factory.mktemp("broker"), free_port()).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    service = RedisProcess(tmp_path_factory.mktemp("redis")).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture()
+def settings(broker: BrokerProcess, tmp_path: Path) -> ProducerSettings:
+    """Producer settings with topic names unique to the test."""
+    suffix = uuid.uuid4().hex[:8]
+    return ProducerSettings(
+        KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
+        DRIFTLINE_HOME=str(tmp_path),
+        DRIFTLINE_EVENTS_TOPIC=f"events-{suffix}",
+        DRIFTLINE_PREDICTIONS_TOPIC=f"predictions-{suffix}",
+        DRIFTLINE_DEAD_LETTER_TOPIC=f"dead-letters-{suffix}",
+        DRIFTLINE_TOPIC_PARTITIONS=3,
+        DRIFTLINE_N_CUSTOMERS=50,
+        DRIFTLINE_N_MERCHANTS=20,
+    )
+
+
+def _events_file(path: Path, n: int) -> Path:
+    lines = [
+        orjson.dumps(
+            {
+                "event_id": f"file-{i}",
+                "event_time": "2026-01-01T12:00:00Z",
+                "customer_id": f"C{i % 7:05d}",
+                "merchant_id": "M0001",
+                "amount": 10.0 + i,
+                "channel": "online",
+                "hour_of_day": 12,
+            }
+        )
+        for i in range(n)
+    ]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+# --- services ---------------------------------------------------------------------------------------
+
+
+def test_services_answer(broker: BrokerProcess, redis_service: RedisProcess) -> None:
+    assert kafka_answers(broker.bootstrap) is None
+    assert redis_answers(redis_service.url) is None
+    assert broker.pid_file.read_text().split() == [str(broker.running_pid()), str(broker.port)]
+    client = redis.Redis.from_url(redis_service.url)
+    assert client.config_get("save") == {"save": ""}
+    assert client.config_get("appendonly") == {"appendonly": "no"}
+    client.close()
+
+
+def test_ensure_topics_is_idempotent(settings: ProducerSettings) -> None:
+    first = list(ensure_topics(settings))
+    assert first == [
+        f"{settings.events_topic}: created, 3 partitions",
+        f"{settings.predictions_topic}: created, 3 partitions",
+        f"{settings.dead_letter_topic}: created, 3 partitions",
+    ]
+    second = list(ensure_topics(settings))
+    assert all(": exists, 3 partitions" in line for line in second)
+
+
+def test_publish_generated_and_tail_round_trip(settings: ProducerSettings) -> None:
+    pytest.importorskip("producers.generator")
+    list(ensure_topics(settings))
+    summary = publish_generated(settings, count=200, rate=0, invalid_fraction=0.05, progress=False)
+    assert (summary.attempted, summary.sent, summary.invalid_sent, summary.failed) == (200, 200, 10, 0)
+    lines = list(tail(settings, "events", limit=200, from_beginning=True, idle_timeout_s=15))
+    assert len(lines) == 200
+    valid = []
+    for line in lines:
+        try:
+            valid.append(TransactionEvent.model_validate_json(line))
+        except ValueError:
+            continue
+    assert len(valid) == 190
+    assert len({event.event_id for event in valid}) == 190
+    assert summary.first_event_id in {event.event_id for event in valid}
+
+
+def test_publish_file_and_stdin(settings: ProducerSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    list(ensure_topics(settings))
+    path = _events_file(tmp_path / "events.jsonl", 50)
+    from_file = publish_file(settings, path, rate=0, progress=False)
+    assert (from_file.sent, from_file.failed, from_file.first_event_id) == (50, 0, "file-0")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(path.read_bytes())))
+    from_stdin = publish_file(settings, Path("-"), rate=500, progress=False)
+    assert from_stdin.sent == 50
+    assert from_stdin.seconds >= 49 / 500
+    lines = list(tail(settings, settings.events_topic, limit=100, from_beginning=True, idle_timeout_s=15))
+    assert sorted(lines) == sorted(path.read_text().splitlines() * 2)
+
+
+def test_pause_and_resume_broker(broker: BrokerProcess, settings: ProducerSettings, tmp_path: Path) -> None:
+    list(ensure_topics(settings))
+    broker.pause()
+    try:
+        assert kafka_answers(broker.bootstrap, timeout=1.0) is not None
+        with pytest.raises(StackError, match="not ready"):
+            wait_for_kafka(broker.bootstrap, timeout=1.5)
+    finally:
+        broker.resume()
+    wait_for_kafka(broker.bootstrap, timeout=15)
+    summary = publish_file(settings, _events_file(tmp_path / "e.jsonl", 10), rate=0, progress=False)
+    assert summary.sent == 10
+
+
+def test_pause_and_resume_redis(redis_service: RedisProcess) -> None:
+    redis_service.pause()
+    try:
+        assert redis_answers(redis_service.url, timeout=0.5) is not None
+    finally:
+        redis_service.resume()
+    wait_for_redis(redis_service.url, timeout=10)
+
+
+def test_start_failure_reports_log_tail(tmp_path: Path) -> None:
+    script = tmp_path / "fake-tansu"
+    script.write_text("#!/bin/sh\necho 'tansu: cannot bind, giving up' >&2\nexit 3\n")
+    script.chmod(0o755)
+    service = BrokerProcess(tmp_path, free_port(), binary=str(script))
+    with pytest.raises(StackError, match="exited during start-up") as info:
+        service.start(timeout=5)
+    assert "cannot bind, giving up" in str(info.value)
+    assert not service.pid_file.exists()
+
+
+def test_start_refuses_a_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        with pytest.raises(StackError, match="in use"):
+            RedisProcess(tmp_path, sock.getsockname()[1]).start(timeout=2)
+
+
+# --- driftline stack up / status / down -------------------------------------------------------------
+
+
+@pytest.fixture()
+def stack_settings(tmp_path: Path) -> Iterator[StackSettings]:
+    settings = StackSettings(
+        DRIFTLINE_HOME=str(tmp_path),
+        DRIFTLINE_STACK_KAFKA_PORT=free_port(),
+        DRIFTLINE_STACK_REDIS_PORT=free_port(),
+    )
+    yield settings
+    list(down(settings))  # never leave processes behind, whatever the test did
+
+
+def test_up_status_down(stack_settings: StackSettings) -> None:
+    started = time.monotonic()
+    lines = list(up(stack_settings))
+    elapsed = time.monotonic() - started
+    assert lines[0].startswith("broker: started") and lines[1].startswith("redis: started")
+    assert elapsed < 15
+    kafka_port, redis_port = stack_settings.kafka_port, stack_settings.redis_port
+    assert list(env_lines(stack_settings)) == [
+        f"export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{kafka_port}",
+        f"export REDIS_URL=redis://127.0.0.1:{redis_port}/0",
+    ]
+    again = list(up(stack_settings))
+    assert again[0].startswith("broker: already running") and again[1].startswith("redis: already running")
+    state = list(status(stack_settings))
+    assert all("running" in line and "answering" in line and "NOT" not in line for line in state)
+    pids = [int((stack_settings.stack_dir / f"{name}.pid").read_text().split()[0]) for name in ("broker", "redis")]
+
+    stopped = list(down(stack_settings))
+    assert [line.split(" (")[0] for line in stopped] == ["redis: stopped", "broker: stopped"]
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    assert list(status(stack_settings)) == ["broker: stopped", "redis: stopped"]
+    assert list(down(stack_settings)) == ["redis: not running", "broker: not running"]
+    assert not list(stack_settings.stack_dir.glob("*.pid"))
+
+
+def test_cli_up_detaches_and_down_stops(stack_settings: StackSettings) -> None:
+    env = {
+        **os.environ,
+        "DRIFTLINE_HOME": str(stack_settings.home),
+        "DRIFTLINE_STACK_KAFKA_PORT": str(stack_settings.kafka_port),
+        "DRIFTLINE_STACK_REDIS_PORT": str(stack_settings.redis_port),
+    }
+    cli = [sys.executable, "-c", "from driftline.cli import main; main()", "stack"]
+    result = subprocess.run([*cli, "up"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    # The command has exited; the services must still be up.
+    assert kafka_answers(f"127.0.0.1:{stack_settings.kafka_port}") is None
+    assert redis_answers(f"redis://127.0.0.1:{stack_settings.redis_port}/0") is None
+    result = subprocess.run([*cli, "down"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "broker: stopped" in result.stdout and "redis: stopped" in result.stdout
+    assert kafka_answers(f"127.0.0.1:{stack_settings.kafka_port}", timeout=0.5) is not None
+
+
+@pytest.mark.parametrize("impostor", [False, True], ids=["unrelated", "named-tansu-other-port"])
+def test_down_never_signals_a_foreign_pid(stack_settings: StackSettings, tmp_path: Path, impostor: bool) -> None:
+    stack_settings.stack_dir.mkdir(parents=True)
+    argv = ["sleep", "60"]
+    if impostor:  # its command line names tansu, but not our port
+        link = tmp_path / "tansu-impostor"
+        link.symlink_to(shutil.which("sleep") or "/bin/sleep")
+        argv = [str(link), "60"]
+    stranger = subprocess.Popen(argv)
+    try:
+        time.sleep(0.1)  # let exec() settle so /proc shows the final command line
+        (stack_settings.stack_dir / "broker.pid").write_text(f"{stranger.pid} {stack_settings.kafka_port}\n")
+        lines = list(down(stack_settings))
+        assert f"broker: not running (removed stale pid file for pid {stranger.pid})" in lines
+        assert stranger.poll() is None
+        assert not (stack_settings.stack_dir / "broker.pid").exists()
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_up_refuses_a_port_taken_by_someone_else(stack_settings: StackSettings) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", stack_settings.kafka_port))
+        sock.listen()
+        with pytest.raises(StackError, match=f"port {stack_settings.kafka_port} is already in use"):
+            list(up(stack_settings))
