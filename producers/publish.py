@@ -367,13 +367,16 @@ def _run(
     return summary
 
 
+def _now_rfc3339() -> str:
+    return utc_now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def generated_messages(
     settings: ProducerSettings, count: int, invalid_fraction: float, drift: str, rate: float = 0.0
 ) -> Iterator[OutgoingMessage]:
     """Yield ``count`` encoded events of the seeded world, with invalid ones mixed in.
 
-    Event times start now and advance at ``rate`` per second, so they track the wall clock of a
-    rate-limited run.
+    Each event's ``event_time`` is the wall clock when it is taken for sending.
     """
     import numpy as np
 
@@ -393,7 +396,9 @@ def generated_messages(
         drift=cast(Drift, drift),
         rate=rate if rate > 0 else None,
     )
-    valid = (encode_event(event) for event in stream)
+    # Live events happen now: stamp each with the wall clock (ms) as it is pulled for sending, so
+    # event_time -> prediction latency is real and an unthrottled run never looks like the future.
+    valid = (encode_event({**event, "event_time": _now_rfc3339()}) for event in stream)
     invalid = (encode_invalid(payload) for payload in invalid_events(rng, len(positions)))
     return mix_messages(valid, invalid, count, positions)
 

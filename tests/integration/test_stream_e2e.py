@@ -123,3 +123,34 @@ def test_worker_refuses_an_artifact_with_a_wrong_checksum(
     assert code == 2
     log = worker.log_tail(50)
     assert "worker cannot start" in log and "SHA-256" in log and "refusing to load it" in log
+
+
+def test_streamed_score_equals_the_offline_score(
+    topics: TopicSet, start_worker: Callable[..., WorkerProcess], served_world: ServedWorld
+) -> None:
+    """Training/serving parity: online path (Feast async read on Redis) vs offline path (Feast point-in-time join)."""
+    import pandas as pd
+
+    from driftline.features import build_matrix_from_columns
+    from feature_repo.store import feature_store
+    from training.dataset import raw_columns, training_set
+
+    worker = start_worker()
+    worker.wait_metrics()
+    events, _ = publish(topics, valid=60, invalid=0, seed=9)
+    got = read_outputs(topics, len(events), 0)
+    streamed = {p.event_id: p for p in map(Prediction.model_validate_json, got.values(topics.kafka().predictions_topic))}
+
+    settings = served_world.training()
+    loaded = ModelRegistry(settings.registry_dir).load(settings.model_name)
+    entity_df = pd.DataFrame(events).rename(columns={"event_time": "event_timestamp"})
+    entity_df["event_timestamp"] = pd.to_datetime(entity_df["event_timestamp"], utc=True)
+    frame = training_set(feature_store(settings), entity_df)
+    specs = loaded.metadata.features
+    matrix = build_matrix_from_columns(specs, raw_columns(frame, specs), len(frame))
+    offline = loaded.estimator.predict_proba(matrix)[:, 1]
+
+    assert len(frame) == len(events)
+    for event_id, score in zip(frame["event_id"], offline, strict=True):
+        assert streamed[event_id].score == pytest.approx(float(score), rel=0, abs=1e-12), event_id
+        assert streamed[event_id].missing_features == []

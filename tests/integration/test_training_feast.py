@@ -1,0 +1,164 @@
+"""Generate -> Feast apply -> materialize -> train, against a real Redis."""
+
+from __future__ import annotations
+
+import math
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+import redis
+
+from driftline.features import build_matrix
+from driftline.registry import ModelRegistry
+from driftline.settings import TrainingSettings
+from feature_repo.store import FEATURE_SERVICE, apply, feature_store, materialize
+from training.data import CUSTOMER_STATS_FILE, MERCHANT_STATS_FILE, generate
+from training.dataset import load_transactions, training_set
+from training.train import run
+
+pytestmark = pytest.mark.integration
+
+CUSTOMER_FEATURES = [
+    "txn_count_7d",
+    "avg_amount_30d",
+    "std_amount_30d",
+    "account_age_days",
+    "night_txn_share_30d",
+]
+MERCHANT_FEATURES = ["fraud_rate_90d", "txn_count_7d", "avg_amount_30d", "category"]
+
+
+@pytest.fixture(scope="module")
+def settings(redis_url, tmp_path_factory):
+    project = f"dl_it_{uuid.uuid4().hex[:10]}"
+    settings = TrainingSettings(
+        DRIFTLINE_HOME=str(tmp_path_factory.mktemp("home")),
+        REDIS_URL=redis_url,
+        DRIFTLINE_FEAST_PROJECT=project,
+        DRIFTLINE_N_CUSTOMERS=300,
+        DRIFTLINE_N_MERCHANTS=50,
+        DRIFTLINE_N_TRANSACTIONS=8_000,
+        DRIFTLINE_HISTORY_DAYS=20,
+    )
+    assert settings.n_customers == 300 and settings.feast_project == project
+    yield settings
+    if settings.feast_registry_path.exists():
+        feature_store(settings).teardown()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        leftovers = list(client.scan_iter(match=f"*{project}*".encode()))
+        if leftovers:
+            client.delete(*leftovers)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def trained(settings):
+    generated = list(generate(settings))
+    assert any("fraud rate" in line for line in generated)
+    list(apply(settings))
+    list(apply(settings))  # idempotent
+    list(materialize(settings))
+    lines = list(run(settings, promote=True))
+    return lines
+
+
+def test_apply_is_idempotent(settings, trained):
+    store = feature_store(settings)
+    assert sorted(v.name for v in store.list_feature_views()) == ["customer_stats", "merchant_stats"]
+    assert [s.name for s in store.list_feature_services()] == [FEATURE_SERVICE]
+    assert sorted(e.name for e in store.list_entities()) == ["customer", "merchant"]
+
+
+def test_trained_model_is_registered_and_useful(settings, trained):
+    registry = ModelRegistry(settings.registry_dir)
+    loaded = registry.load(settings.model_name)
+    meta = loaded.metadata
+    assert meta.metrics["roc_auc"] > 0.7, trained
+    assert meta.feature_service == FEATURE_SERVICE
+    assert [f.name for f in meta.features] == [
+        "amount",
+        "channel",
+        "hour_of_day",
+        *(f"customer_stats__{f}" for f in CUSTOMER_FEATURES),
+        *(f"merchant_stats__{f}" for f in MERCHANT_FEATURES),
+    ]
+    assert meta.feature_views == ["customer_stats", "merchant_stats"]
+    assert set(meta.reference["features"]) == {f.name for f in meta.features}
+    assert any("roc_auc" in line for line in trained)
+
+
+def test_online_features_equal_the_latest_snapshot(settings, trained):
+    snapshots = pd.read_parquet(settings.data_dir / CUSTOMER_STATS_FILE)
+    latest = snapshots.sort_values("event_timestamp").groupby("customer_id").tail(1)
+    row = latest[latest["txn_count_7d"] > 2].iloc[0]
+    store = feature_store(settings)
+    online = store.get_online_features(
+        features=[f"customer_stats:{f}" for f in CUSTOMER_FEATURES],
+        entity_rows=[{"customer_id": row["customer_id"]}],
+    ).to_dict()
+    for feature in CUSTOMER_FEATURES:
+        expected, got = row[feature], online[feature][0]
+        if isinstance(expected, float) and math.isnan(expected):
+            assert got is None or math.isnan(got)
+        else:
+            assert got == pytest.approx(expected), feature
+
+    merchants = pd.read_parquet(settings.data_dir / MERCHANT_STATS_FILE)
+    last = merchants.sort_values("event_timestamp").groupby("merchant_id").tail(1).iloc[0]
+    online_m = store.get_online_features(
+        features=[f"merchant_stats:{f}" for f in MERCHANT_FEATURES],
+        entity_rows=[{"merchant_id": last["merchant_id"]}],
+    ).to_dict()
+    assert online_m["category"][0] == last["category"]
+    assert online_m["txn_count_7d"][0] == last["txn_count_7d"]
+
+
+def test_online_rows_score_through_the_shared_matrix_builder(settings, trained):
+    loaded = ModelRegistry(settings.registry_dir).load(settings.model_name)
+    store = feature_store(settings)
+    event = load_transactions(settings.data_dir).iloc[-1]
+    online = store.get_online_features(
+        features=store.get_feature_service(FEATURE_SERVICE),
+        entity_rows=[{"customer_id": event["customer_id"], "merchant_id": event["merchant_id"]}],
+        full_feature_names=True,
+    ).to_dict()
+    row = {name: values[0] for name, values in online.items()}
+    row.update(amount=event["amount"], channel=event["channel"], hour_of_day=event["hour_of_day"])
+    matrix = build_matrix(loaded.metadata.features, [row])
+    assert not np.isnan(matrix[0, :3]).any()
+    score = loaded.estimator.predict_proba(matrix)[0, 1]
+    assert 0.0 <= score <= 1.0
+
+
+def test_training_set_is_point_in_time_correct(settings, trained):
+    store = feature_store(settings)
+    transactions = load_transactions(settings.data_dir)
+    frame = training_set(store, transactions)
+    assert len(frame) == len(transactions)
+
+    snapshots = pd.read_parquet(settings.data_dir / CUSTOMER_STATS_FILE).sort_values("event_timestamp")
+    snapshots = snapshots.rename(columns={"event_timestamp": "snapshot_timestamp"})
+    expected = pd.merge_asof(
+        frame.sort_values("event_timestamp")[["event_id", "event_timestamp", "customer_id"]],
+        snapshots,
+        left_on="event_timestamp",
+        right_on="snapshot_timestamp",
+        by="customer_id",
+        direction="backward",
+        allow_exact_matches=True,
+        tolerance=pd.Timedelta(days=3),
+    ).set_index("event_id")
+    # No feature row from after the event: the snapshot that was joined is at or before it.
+    assert (expected["snapshot_timestamp"] <= expected["event_timestamp"]).all()
+    got = frame.set_index("event_id").loc[expected.index]
+    for feature in CUSTOMER_FEATURES:
+        np.testing.assert_allclose(
+            got[f"customer_stats__{feature}"].astype(float),
+            expected[feature].astype(float),
+            equal_nan=True,
+            err_msg=feature,
+        )

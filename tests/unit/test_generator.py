@@ -1,0 +1,238 @@
+"""The synthetic world: determinism, the fraud mechanism, drift, leakage-free snapshots, bad events."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from driftline.contracts import TransactionEvent
+from producers.generator import (
+    INVALID_KINDS,
+    MERCHANT_CATEGORIES,
+    build_world,
+    customer_snapshots,
+    event_stream,
+    generate_transactions,
+    invalid_events,
+    merchant_snapshots,
+    snapshot_times,
+)
+
+END = datetime(2026, 3, 1, 7, tzinfo=UTC)
+START = END - timedelta(days=40)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return build_world(seed=11, n_customers=600, n_merchants=80, anchor=END)
+
+
+@pytest.fixture(scope="module")
+def transactions(world):
+    return generate_transactions(world, START, END, 20_000, np.random.default_rng(3))
+
+
+def test_world_ids_and_traits(world):
+    assert world.customer_id[0] == "C00000" and world.customer_id[-1] == "C00599"
+    assert world.merchant_id[0] == "M0000" and world.merchant_id[-1] == "M0079"
+    assert set(world.category) <= set(MERCHANT_CATEGORIES)
+    assert (world.typical_amount > 0).all()
+    assert (world.account_open <= np.datetime64(END.replace(tzinfo=None), "ns")).all()
+
+
+def test_same_seed_same_data(world, transactions):
+    again = build_world(seed=11, n_customers=600, n_merchants=80, anchor=END)
+    np.testing.assert_array_equal(again.typical_amount, world.typical_amount)
+    np.testing.assert_array_equal(again.category, world.category)
+    pd.testing.assert_frame_equal(
+        generate_transactions(again, START, END, 20_000, np.random.default_rng(3)), transactions
+    )
+    other = generate_transactions(world, START, END, 20_000, np.random.default_rng(4))
+    assert not other["amount"].equals(transactions["amount"])
+
+
+def test_transaction_columns(world, transactions):
+    tx = transactions
+    assert list(tx.columns) == [
+        "event_id",
+        "event_time",
+        "customer_id",
+        "merchant_id",
+        "amount",
+        "channel",
+        "hour_of_day",
+        "is_fraud",
+    ]
+    assert tx["event_id"].is_unique
+    assert str(tx["event_time"].dt.tz) == "UTC"
+    assert tx["event_time"].between(pd.Timestamp(START), pd.Timestamp(END), inclusive="left").all()
+    assert tx["event_time"].is_monotonic_increasing
+    assert (tx["hour_of_day"] == tx["event_time"].dt.hour).all()
+    assert (tx["amount"] > 0).all()
+    np.testing.assert_allclose(tx["amount"], tx["amount"].round(2))
+    assert set(tx["channel"]) <= {"online", "pos", "atm"}
+    assert set(tx["is_fraud"]) <= {0, 1}
+    opened = pd.Series(world.account_open, index=world.customer_id).dt.tz_localize(UTC)
+    assert (tx["event_time"].to_numpy() >= opened[tx["customer_id"]].to_numpy()).all()
+
+
+def test_fraud_rate_and_mechanism(transactions):
+    tx = transactions
+    assert 0.02 <= tx["is_fraud"].mean() <= 0.04
+    night = tx["hour_of_day"] < 6
+    assert tx.loc[night, "is_fraud"].mean() > 1.5 * tx.loc[~night, "is_fraud"].mean()
+    online = tx["channel"] == "online"
+    assert tx.loc[online, "is_fraud"].mean() > 1.5 * tx.loc[~online, "is_fraud"].mean()
+
+
+def test_drift_changes_the_distribution(world, transactions):
+    def draw(drift):
+        return generate_transactions(world, START, END, 20_000, np.random.default_rng(3), drift=drift)
+
+    shifted = draw("amount_shift")
+    assert shifted["amount"].median() == pytest.approx(2.5 * transactions["amount"].median(), rel=0.02)
+
+    mixed = draw("merchant_mix")
+    risky = {"electronics", "gaming"}
+    category = dict(zip(world.merchant_id, world.category, strict=True))
+
+    def risky_share(tx):
+        return tx["merchant_id"].map(category).isin(risky).mean()
+
+    assert risky_share(mixed) > risky_share(transactions) + 0.15
+
+    pattern = draw("fraud_pattern")
+    assert 0.01 <= pattern["is_fraud"].mean() <= 0.06
+
+    def daytime_pos_share(tx):
+        fraud = tx[tx["is_fraud"] == 1]
+        return ((fraud["channel"] == "pos") & fraud["hour_of_day"].between(10, 17)).mean()
+
+    assert daytime_pos_share(pattern) > daytime_pos_share(transactions) + 0.3
+
+    with pytest.raises(ValueError, match="unknown drift"):
+        generate_transactions(world, START, END, 10, np.random.default_rng(0), drift="sideways")  # type: ignore[arg-type]
+
+
+def test_snapshot_times_are_daily_and_end_at_end():
+    days = snapshot_times(START, END)
+    assert days[-1] == pd.Timestamp(END) and days[0] == pd.Timestamp(START)
+    assert (np.diff(days.asi8) == 86_400 * 10**9).all()
+
+
+@pytest.mark.parametrize("snapshots", [customer_snapshots, merchant_snapshots])
+def test_snapshots_never_use_transactions_at_or_after_their_timestamp(world, transactions, snapshots):
+    days = snapshot_times(START, END)
+    full = snapshots(world, transactions, days)
+    for ts in days[[5, 17, 30]]:
+        # Rewriting the future (at or after ts) must leave the snapshot at ts untouched.
+        future = transactions["event_time"] >= ts
+        rewritten = transactions.copy()
+        rewritten.loc[future, "amount"] = 99_999.0
+        rewritten.loc[future, "is_fraud"] = 1
+        rewritten.loc[future, "hour_of_day"] = 2
+        past_only = transactions.loc[~future]
+        for variant in (rewritten, past_only):
+            again = snapshots(world, variant, days)
+            a = full[full["event_timestamp"] == ts].reset_index(drop=True)
+            b = again[again["event_timestamp"] == ts].reset_index(drop=True)
+            pd.testing.assert_frame_equal(a, b)
+
+
+def test_customer_snapshot_matches_brute_force(world, transactions):
+    days = snapshot_times(START, END)
+    snaps = customer_snapshots(world, transactions, days)
+    ts = days[25]
+    # A transaction exactly at the snapshot time is not part of it.
+    cid = transactions["customer_id"].iloc[100]
+    at_ts = transactions.iloc[[100]].assign(event_time=ts, event_id="at-ts", amount=5_000.0)
+    with_tie = pd.concat([transactions, at_ts]).sort_values("event_time", kind="stable")
+    snaps_tie = customer_snapshots(world, with_tie, days)
+    for frame in (snaps, snaps_tie):
+        row = frame[(frame["customer_id"] == cid) & (frame["event_timestamp"] == ts)].iloc[0]
+        mine = transactions[transactions["customer_id"] == cid]
+        w30 = mine[(mine["event_time"] >= ts - pd.Timedelta(days=30)) & (mine["event_time"] < ts)]
+        w7 = mine[(mine["event_time"] >= ts - pd.Timedelta(days=7)) & (mine["event_time"] < ts)]
+        assert row["txn_count_7d"] == len(w7)
+        assert row["avg_amount_30d"] == pytest.approx(w30["amount"].mean())
+        assert row["std_amount_30d"] == pytest.approx(w30["amount"].std(ddof=1))
+        assert row["night_txn_share_30d"] == pytest.approx((w30["hour_of_day"] < 6).mean())
+
+
+def test_merchant_snapshot_matches_brute_force(world, transactions):
+    days = snapshot_times(START, END)
+    snaps = merchant_snapshots(world, transactions, days)
+    assert len(snaps) == len(days) * world.n_merchants
+    ts = days[-1]
+    mid = transactions["merchant_id"].iloc[0]
+    row = snaps[(snaps["merchant_id"] == mid) & (snaps["event_timestamp"] == ts)].iloc[0]
+    mine = transactions[(transactions["merchant_id"] == mid) & (transactions["event_time"] < ts)]
+    assert row["fraud_rate_90d"] == pytest.approx(mine["is_fraud"].mean())
+    assert row["txn_count_7d"] == (mine["event_time"] >= ts - pd.Timedelta(days=7)).sum()
+    assert row["category"] == dict(zip(world.merchant_id, world.category, strict=True))[mid]
+    assert snaps["txn_count_7d"].dtype == np.int64
+
+
+def test_customer_snapshot_schema_and_accounts(world, transactions):
+    snaps = customer_snapshots(world, transactions, snapshot_times(START, END))
+    assert snaps.dtypes.to_dict() == {
+        "customer_id": np.dtype(object),
+        "event_timestamp": pd.DatetimeTZDtype("ns", "UTC"),
+        "created_timestamp": pd.DatetimeTZDtype("ns", "UTC"),
+        "txn_count_7d": np.dtype(np.int64),
+        "avg_amount_30d": np.dtype(np.float64),
+        "std_amount_30d": np.dtype(np.float64),
+        "account_age_days": np.dtype(np.int64),
+        "night_txn_share_30d": np.dtype(np.float64),
+    }
+    assert (snaps["account_age_days"] >= 0).all()
+    # Every transaction has a snapshot at or before it (accounts opened in the window get one at opening).
+    first = snaps.groupby("customer_id")["event_timestamp"].min()
+    tx_first = transactions.groupby("customer_id")["event_time"].min()
+    assert (first.reindex(tx_first.index) <= tx_first).all()
+
+
+def test_event_stream_yields_valid_events(world):
+    start = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    events = list(event_stream(world, 1_200, np.random.default_rng(5), start, rate=100.0, chunk=500))
+    assert len(events) == 1_200
+    parsed = [TransactionEvent.model_validate_json(json.dumps(e)) for e in events]
+    assert all(e["event_time"].endswith("Z") for e in events)
+    times = [p.event_time for p in parsed]
+    assert times[0] >= start and times[-1] <= start + timedelta(seconds=13)
+    assert times == sorted(times)
+    assert len({p.event_id for p in parsed}) == len(parsed)
+    again = list(event_stream(world, 1_200, np.random.default_rng(5), start, rate=100.0, chunk=500))
+    assert again == events
+    labelled = next(event_stream(world, 1, np.random.default_rng(5), start, include_label=True))
+    assert labelled["is_fraud"] in (0, 1)
+
+
+def _reject_reason(payload: bytes) -> str:
+    try:
+        decoded = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return "not_json"
+    if not isinstance(decoded, dict):
+        return "not_json"
+    try:
+        TransactionEvent.model_validate(decoded)
+    except ValidationError as exc:
+        kinds = {error["type"] for error in exc.errors()}
+        return "missing_field" if kinds == {"missing"} else "invalid_field"
+    return "accepted"
+
+
+def test_invalid_events_are_all_rejected_with_the_expected_reason():
+    bad = invalid_events(np.random.default_rng(9), 25)
+    assert len(bad) == 25
+    assert {b.kind for b in bad} == set(INVALID_KINDS)
+    for item in bad:
+        assert isinstance(item.payload, bytes)
+        assert _reject_reason(item.payload) == item.expected, item.kind
+    assert invalid_events(np.random.default_rng(9), 25) == bad

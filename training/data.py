@@ -1,0 +1,87 @@
+"""Data stage: generate the offline parquet sources of the worked example."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from driftline.settings import TrainingSettings
+from producers.generator import (
+    build_world,
+    customer_snapshots,
+    generate_transactions,
+    merchant_snapshots,
+    snapshot_times,
+)
+
+logger = logging.getLogger(__name__)
+
+CUSTOMER_STATS_FILE = "customer_stats.parquet"
+MERCHANT_STATS_FILE = "merchant_stats.parquet"
+TRANSACTIONS_FILE = "transactions.parquet"
+#: Columns of the labelled entity dataframe: keys, timestamp, request fields, label.
+TRANSACTION_COLUMNS = [
+    "event_id",
+    "event_timestamp",
+    "customer_id",
+    "merchant_id",
+    "amount",
+    "channel",
+    "hour_of_day",
+    "label",
+]
+
+
+def history_end(now: datetime) -> datetime:
+    """The end of the generated history: ``now`` floored to the hour, so materialized rows are fresh."""
+    return now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def build_frames(settings: TrainingSettings, end: datetime) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Return (customer_stats, merchant_stats, transactions) for the history ending at ``end``."""
+    start = end - timedelta(days=settings.history_days)
+    world = build_world(settings.seed, settings.n_customers, settings.n_merchants, anchor=end)
+    rng = np.random.default_rng([settings.seed, 1])
+    transactions = generate_transactions(world, start, end, settings.n_transactions, rng)
+    days = snapshot_times(start, end)
+    customers = customer_snapshots(world, transactions, days)
+    merchants = merchant_snapshots(world, transactions, days)
+    labelled = transactions.rename(columns={"event_time": "event_timestamp", "is_fraud": "label"})
+    return customers, merchants, labelled[TRANSACTION_COLUMNS]
+
+
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def generate(settings: TrainingSettings) -> Iterator[str]:
+    """Write customer_stats, merchant_stats and transactions parquet files; yield a summary."""
+    end = history_end(datetime.now(UTC))
+    customers, merchants, transactions = build_frames(settings, end)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        CUSTOMER_STATS_FILE: customers,
+        MERCHANT_STATS_FILE: merchants,
+        TRANSACTIONS_FILE: transactions,
+    }
+    for name, frame in paths.items():
+        _write(frame, settings.data_dir / name)
+    logger.info("wrote %d transactions to %s", len(transactions), settings.data_dir)
+    start = end - timedelta(days=settings.history_days)
+    yield (
+        f"world: seed {settings.seed}, {settings.n_customers} customers, {settings.n_merchants} merchants; "
+        f"history {start.isoformat()} .. {end.isoformat()}"
+    )
+    yield (
+        f"transactions: {len(transactions)} rows, fraud rate {transactions['label'].mean():.2%} "
+        f"-> {settings.data_dir / TRANSACTIONS_FILE}"
+    )
+    yield f"customer_stats: {len(customers)} snapshot rows -> {settings.data_dir / CUSTOMER_STATS_FILE}"
+    yield f"merchant_stats: {len(merchants)} snapshot rows -> {settings.data_dir / MERCHANT_STATS_FILE}"
