@@ -118,9 +118,8 @@ def train(
     promote: Annotated[bool, typer.Option(help="Point production at the new version.")] = True,
 ) -> None:
     """Build a point-in-time-correct training set from Feast, train, evaluate, register."""
-    from training.train import run
-
     from driftline.settings import TrainingSettings
+    from training.train import run
 
     for line in run(TrainingSettings(), promote=promote):
         typer.echo(line)

@@ -139,7 +139,8 @@ def test_streamed_score_equals_the_offline_score(
     worker.wait_metrics()
     events, _ = publish(topics, valid=60, invalid=0, seed=9)
     got = read_outputs(topics, len(events), 0)
-    streamed = {p.event_id: p for p in map(Prediction.model_validate_json, got.values(topics.kafka().predictions_topic))}
+    outputs = got.values(topics.kafka().predictions_topic)
+    streamed = {p.event_id: p for p in map(Prediction.model_validate_json, outputs)}
 
     settings = served_world.training()
     loaded = ModelRegistry(settings.registry_dir).load(settings.model_name)
