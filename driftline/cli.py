@@ -6,7 +6,6 @@ pulls in only what it needs (the worker never imports training code, for instanc
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -23,17 +22,10 @@ app.add_typer(feast_app, name="feast")
 app.add_typer(model_app, name="model")
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Configure logging once, at the entry point."""
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    # kafka-python narrates every connection at INFO; its warnings are what a person needs.
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
-
-
 @app.callback()
 def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    from driftline.logs import configure_logging
+
     configure_logging("DEBUG" if verbose else "INFO")
 
 
@@ -231,8 +223,14 @@ def demo(
 
 
 def main() -> None:
-    """Entry point of the ``driftline`` console script."""
-    app()
+    """Entry point of the ``driftline`` console script; a DriftlineError exits 1 with its message."""
+    from driftline.errors import DriftlineError
+
+    try:
+        app()
+    except DriftlineError as exc:
+        typer.echo(f"driftline: {exc}", err=True)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -29,14 +29,13 @@ def _percentile(values: list[float], q: float) -> float:
 
 def run_demo(events: int, rate: float, invalid_fraction: float, keep_running: bool) -> Iterator[str]:
     """Run the demo end to end and yield its report, line by line."""
-    from training.train import run as train
-
     from driftline import stack
     from feature_repo.store import apply, materialize
     from producers.admin import ensure_topics
     from producers.collect import collect
     from producers.publish import publish_generated
     from training.data import generate
+    from training.train import run as train
 
     stack_settings = StackSettings()
     env = {
@@ -63,7 +62,7 @@ def run_demo(events: int, rate: float, invalid_fraction: float, keep_running: bo
     log_path = training.home / "demo" / "worker.log"
     worker = WorkerProcess({}, log_path).start()
     try:
-        worker.wait_metrics()
+        worker.wait_assigned()
         yield f"worker started (log {log_path}); metrics on {worker.metrics_url}"
         started = datetime.now(UTC)
         summary = publish_generated(producer, count=events, rate=rate, invalid_fraction=invalid_fraction)

@@ -51,6 +51,18 @@ class WorkerProcess:
                 time.sleep(0.2)
         raise StackError(f"worker metrics did not answer within {timeout_s:.0f}s:\n{self.log_tail()}")
 
+    def wait_assigned(self, timeout_s: float = 60.0) -> None:
+        """Wait until the worker has joined its consumer group and holds partitions."""
+        self.wait_metrics(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.popen is not None and self.popen.poll() is not None:
+                raise StackError(f"worker exited with {self.popen.returncode}:\n{self.log_tail()}")
+            if metric_value(self.scrape(), "driftline_assigned_partitions") > 0:
+                return
+            time.sleep(0.2)
+        raise StackError(f"worker got no partitions within {timeout_s:.0f}s:\n{self.log_tail()}")
+
     def scrape(self) -> str:
         """Fetch the metrics page."""
         with urllib.request.urlopen(self.metrics_url, timeout=5.0) as response:

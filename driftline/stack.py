@@ -161,7 +161,7 @@ class ServiceProcess(ABC):
     marker: ClassVar[str]
 
     def __init__(self, workdir: Path, port: int = 0, *, binary: str | None = None) -> None:
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir).resolve()  # the child runs with cwd=workdir
         self.port = port or free_port()
         self.host = LOOPBACK
         self._binary = binary

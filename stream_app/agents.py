@@ -77,5 +77,15 @@ def register_agents(
         meta = holder.current.model.metadata
         metrics.serving(meta.name, meta.version)
 
+    async def on_assigned(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        # Faust's assignment is eager: the argument is this worker's whole new assignment.
+        assigned: set[Any] = args[0] if args else set()
+        metrics.assigned_partitions.set(sum(1 for tp in assigned if tp.topic == topics.events.get_topic_name()))
+
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        metrics.assigned_partitions.set(0)
+
     app.agent(topics.events, name="score_events", concurrency=1)(score_events)
     app.timer(MODEL_CHECK_INTERVAL_S)(refresh_model)
+    app.on_partitions_assigned.connect(on_assigned)
+    app.on_partitions_revoked.connect(on_revoked)

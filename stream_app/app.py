@@ -9,6 +9,7 @@ from typing import Any
 import faust
 
 from driftline.settings import KafkaSettings, WorkerSettings
+from stream_app.transport import DriftlineApp
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,7 @@ def broker_credentials(settings: KafkaSettings) -> Any:
     )
 
 
-def create_app(settings: WorkerSettings) -> tuple[faust.App, Topics]:
+def create_app(settings: WorkerSettings) -> tuple[DriftlineApp, Topics]:
     """Create the worker's Faust app and topics.
 
     Choices that keep correctness independent of broker features some Kafka-protocol brokers
@@ -49,7 +50,7 @@ def create_app(settings: WorkerSettings) -> tuple[faust.App, Topics]:
     idempotent or transactional producer (at-least-once with stable prediction ids instead),
     and acks from all in-sync replicas before an input offset may be committed.
     """
-    app = faust.App(
+    app = DriftlineApp(
         settings.group_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         broker_credentials=broker_credentials(settings),
@@ -67,6 +68,7 @@ def create_app(settings: WorkerSettings) -> tuple[faust.App, Topics]:
         producer_linger_ms=1,
         processing_guarantee="at_least_once",
     )
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     topics = Topics(
         events=app.topic(settings.events_topic, key_type=bytes, value_type=bytes, value_serializer="raw",
                          key_serializer="raw"),

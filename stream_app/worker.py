@@ -11,6 +11,7 @@ import faust
 from prometheus_client import CollectorRegistry, start_http_server
 
 from driftline.errors import DriftlineError
+from driftline.logs import configure_logging
 from driftline.settings import WorkerSettings
 from stream_app.adapters.metrics import WorkerMetrics
 from stream_app.adapters.models import ModelHolder
@@ -47,7 +48,7 @@ def build_worker(settings: WorkerSettings) -> faust.Worker:
 def main() -> None:
     """Run the worker until SIGTERM/SIGINT; exit 2 with the reason when it cannot start."""
     settings = WorkerSettings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     try:
         worker = build_worker(settings)
     except DriftlineError as exc:

@@ -82,6 +82,11 @@ class WorkerMetrics:
             ["model_name", "model_version"],
             registry=registry,
         )
+        self.assigned_partitions = Gauge(
+            "driftline_assigned_partitions",
+            "Events-topic partitions assigned to this worker (0 until it has joined the group).",
+            registry=registry,
+        )
         self.model_reloads = Counter(
             "driftline_model_reloads_total", "Model swaps, by result (swapped or refused).", ["result"],
             registry=registry,

@@ -59,7 +59,7 @@ def test_every_event_yields_exactly_one_prediction_or_dead_letter(
     topics: TopicSet, start_worker: Callable[..., WorkerProcess], served_world: ServedWorld
 ) -> None:
     worker = start_worker()
-    worker.wait_metrics()
+    worker.wait_assigned()
     events, bad = publish(topics, valid=400, invalid=40)
     got = read_outputs(topics, len(events), len(bad))
     settings = topics.kafka()
@@ -89,7 +89,7 @@ def test_unknown_entities_are_scored_with_missing_features_named(
     topics: TopicSet, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     worker = start_worker()
-    worker.wait_metrics()
+    worker.wait_assigned()
     event = {
         "event_id": "stranger-1", "event_time": datetime.now(UTC).isoformat(), "customer_id": "C-NEW",
         "merchant_id": "M-NEW", "amount": 42.0, "channel": "online", "hour_of_day": 3,
@@ -136,7 +136,7 @@ def test_streamed_score_equals_the_offline_score(
     from training.dataset import raw_columns, training_set
 
     worker = start_worker()
-    worker.wait_metrics()
+    worker.wait_assigned()
     events, _ = publish(topics, valid=60, invalid=0, seed=9)
     got = read_outputs(topics, len(events), 0)
     outputs = got.values(topics.kafka().predictions_topic)
