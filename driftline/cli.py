@@ -224,8 +224,12 @@ def demo(
 
 def main() -> None:
     """Entry point of the ``driftline`` console script; a DriftlineError exits 1 with its message."""
+    import warnings
+
     from driftline.errors import DriftlineError
 
+    # kafka-python 3.0 loads its protocol schemas with a deprecated importlib.resources call.
+    warnings.filterwarnings("ignore", message="(read_text|open_text) is deprecated", category=DeprecationWarning)
     try:
         app()
     except DriftlineError as exc:
