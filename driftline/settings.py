@@ -143,6 +143,22 @@ class WorkerSettings(KafkaSettings, FeastSettings, ModelSettings):
     session_timeout_s: float = Field(
         default=6.0, ge=1, validation_alias=_env("DRIFTLINE_SESSION_TIMEOUT_S")
     )
+    drift_window: int = Field(
+        default=2000, ge=50, le=200_000, validation_alias=_env("DRIFTLINE_DRIFT_WINDOW"),
+        description="Most recent scored events the drift statistics are computed over.",
+    )
+    drift_interval_s: float = Field(
+        default=30.0, gt=0, validation_alias=_env("DRIFTLINE_DRIFT_INTERVAL_S"),
+        description="Seconds between drift evaluations (off the hot path).",
+    )
+    drift_alpha: float = Field(
+        default=0.01, gt=0, lt=1, validation_alias=_env("DRIFTLINE_DRIFT_ALPHA"),
+        description="False-alarm rate per evaluation on a stationary stream (Benjamini-Hochberg level).",
+    )
+    drift_min_events: int = Field(
+        default=500, ge=10, validation_alias=_env("DRIFTLINE_DRIFT_MIN_EVENTS"),
+        description="No drift is flagged before the window holds this many events.",
+    )
     metrics_host: str = Field(default="127.0.0.1", validation_alias=_env("DRIFTLINE_METRICS_HOST"))
     metrics_port: int = Field(default=9108, ge=0, le=65535, validation_alias=_env("DRIFTLINE_METRICS_PORT"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

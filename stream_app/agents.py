@@ -24,6 +24,7 @@ from stream_app.core.pipeline import BatchResult, Clock, RawRecord, process_batc
 logger = logging.getLogger(__name__)
 
 MODEL_CHECK_INTERVAL_S = 5.0
+LAG_INTERVAL_S = 5.0
 
 
 def _record(event: Any) -> RawRecord:
@@ -68,6 +69,7 @@ def register_agents(
                 result, len(events), publish_s,
                 (acked_at - p.event_time.timestamp() for p in result.predictions),
             )
+            metrics.observe_freshness(result.feature_ages, serving.view_ttls)
 
     async def refresh_model() -> None:
         swapped = await holder.refresh()
@@ -76,6 +78,17 @@ def register_agents(
         metrics.model_reloads.labels("swapped" if swapped else "refused").inc()
         meta = holder.current.model.metadata
         metrics.serving(meta.name, meta.version)
+
+    async def report_lag() -> None:
+        consumer = app.consumer
+        metrics.consumer_lag.clear()
+        for tp in consumer.assignment():
+            if tp.topic != topics.events.get_topic_name():
+                continue
+            position = await consumer.position(tp)
+            highwater = consumer.highwater(tp)
+            if position is not None and highwater is not None:
+                metrics.consumer_lag.labels(str(tp.partition)).set(max(highwater - position, 0))
 
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
         # Faust's assignment is eager: the argument is this worker's whole new assignment.
@@ -87,5 +100,6 @@ def register_agents(
 
     app.agent(topics.events, name="score_events", concurrency=1)(score_events)
     app.timer(MODEL_CHECK_INTERVAL_S)(refresh_model)
+    app.timer(LAG_INTERVAL_S)(report_lag)
     app.on_partitions_assigned.connect(on_assigned)
     app.on_partitions_revoked.connect(on_revoked)

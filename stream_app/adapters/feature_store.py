@@ -7,9 +7,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from feast.online_response import TIMESTAMP_POSTFIX
+
 from driftline.errors import FeatureStoreError, ModelLoadError
 from driftline.registry import FeatureSpec, ModelMetadata
-from stream_app.core.pipeline import FeatureValues
+from stream_app.core.pipeline import OnlineRows
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +48,17 @@ class FeastOnlineReader:
         self._refs = [s.ref for s in feast_specs if s.ref]
         # Feast's full feature name is "view__feature"; map it back to the model's column name.
         self._names = {s.ref.replace(":", "__", 1): s.name for s in feast_specs if s.ref}
+        # All features of a view share its timestamp: read it from the view's first feature.
+        self._view_stamp_columns = {
+            str(s.feature_view): s.ref.replace(":", "__", 1) + TIMESTAMP_POSTFIX
+            for s in reversed(feast_specs)
+            if s.ref
+        }
 
-    async def __call__(self, entity_rows: list[dict[str, str]]) -> FeatureValues:
-        """Return per entity row the model's feast features by column name (None when missing)."""
+    async def __call__(self, entity_rows: list[dict[str, str]]) -> OnlineRows:
+        """Return per entity row the model's feast features by column name, and per view their timestamp."""
         if not self._refs:
-            return [{} for _ in entity_rows]
+            return OnlineRows(values=[{} for _ in entity_rows])
         try:
             response = await asyncio.wait_for(
                 self._store.get_online_features_async(
@@ -58,18 +66,23 @@ class FeastOnlineReader:
                 ),
                 timeout=self._timeout_s,
             )
-            columns = response.to_dict()
+            columns = response.to_dict(include_event_timestamps=True)
         except TimeoutError as exc:
             raise FeatureStoreError(
                 f"online feature read of {len(entity_rows)} rows timed out after {self._timeout_s}s"
             ) from exc
         except Exception as exc:
             raise FeatureStoreError(f"online feature read failed: {type(exc).__name__}: {exc}") from exc
-        out: FeatureValues = [{} for _ in entity_rows]
+        out: list[dict[str, object]] = [{} for _ in entity_rows]
         for full_name, name in self._names.items():
             values = columns.get(full_name)
             if values is None:
                 raise FeatureStoreError(f"Feast returned no column {full_name!r}")
             for row, value in zip(out, values, strict=True):
                 row[name] = value
-        return out
+        stamps: list[dict[str, float]] = [{} for _ in entity_rows]
+        for view, column in self._view_stamp_columns.items():
+            for row_stamps, seconds in zip(stamps, columns.get(column, ()), strict=False):
+                if seconds:  # 0 when the store has no row for the entity
+                    row_stamps[view] = float(seconds)
+        return OnlineRows(values=out, view_timestamps=stamps)

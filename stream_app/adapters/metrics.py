@@ -8,7 +8,7 @@ fresh one and nothing is registered at import.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -23,6 +23,11 @@ STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 
 E2E_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 # Batch sizes: powers of two up to the largest allowed batch setting.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 10000)
+# Feature age: batch views are refreshed hourly to daily, TTLs are days; minutes to a week.
+AGE_BUCKETS = (60.0, 300.0, 900.0, 3600.0, 3 * 3600.0, 6 * 3600.0, 12 * 3600.0, 86400.0, 2 * 86400.0,
+               3 * 86400.0, 7 * 86400.0, 14 * 86400.0)
+# Scores are probabilities: twenty equal bins show the distribution's shape.
+SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 
 STAGES = ("decode", "features", "predict", "publish")
 
@@ -91,6 +96,68 @@ class WorkerMetrics:
             "driftline_model_reloads_total", "Model swaps, by result (swapped or refused).", ["result"],
             registry=registry,
         )
+        self.prediction_score = Histogram(
+            "driftline_prediction_score", "Scores of published predictions.", buckets=SCORE_BUCKETS,
+            registry=registry,
+        )
+        self.feature_age_seconds = Histogram(
+            "driftline_feature_age_seconds",
+            "Age of the store's feature values at prediction time, by feature view.",
+            ["feature_view"],
+            buckets=AGE_BUCKETS,
+            registry=registry,
+        )
+        self.stale_features = Counter(
+            "driftline_stale_features_total",
+            "Scored events whose values of a feature view were older than the view's TTL.",
+            ["feature_view"],
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "driftline_consumer_lag_messages",
+            "Records in an assigned partition not yet fetched (exact only on real Kafka).",
+            ["partition"],
+            registry=registry,
+        )
+        # Drift gauges are set from the drift monitor's latest evaluation (see observe_drift).
+        self.feature_psi = Gauge(
+            "driftline_feature_psi", "Population stability index of a model input over the drift window.",
+            ["feature", "model_version"], registry=registry,
+        )
+        self.feature_drift_pvalue = Gauge(
+            "driftline_feature_drift_pvalue",
+            "p-value of the two-sample test (KS numeric, chi-squared categorical) of a model input.",
+            ["feature", "model_version"], registry=registry,
+        )
+        self.feature_drift_flagged = Gauge(
+            "driftline_feature_drift_flagged",
+            "1 when a model input's drift is significant after Benjamini-Hochberg across inputs and score.",
+            ["feature", "model_version"], registry=registry,
+        )
+        self.feature_missing_ratio = Gauge(
+            "driftline_feature_missing_ratio", "Share of events in the drift window missing a model input.",
+            ["feature", "model_version"], registry=registry,
+        )
+        self.prediction_psi = Gauge(
+            "driftline_prediction_psi", "Population stability index of the score over the drift window.",
+            ["model_version"], registry=registry,
+        )
+        self.prediction_drift_pvalue = Gauge(
+            "driftline_prediction_drift_pvalue", "p-value of the KS test of the score against its reference.",
+            ["model_version"], registry=registry,
+        )
+        self.prediction_drift_flagged = Gauge(
+            "driftline_prediction_drift_flagged", "1 when the score's drift is significant (after BH).",
+            ["model_version"], registry=registry,
+        )
+        self.drift_window_events = Gauge(
+            "driftline_drift_window_events", "Events in the drift window of the last evaluation.",
+            ["model_version"], registry=registry,
+        )
+        self.drift_evaluation_seconds = Histogram(
+            "driftline_drift_evaluation_duration_seconds", "Time to evaluate drift over the window.",
+            buckets=STAGE_BUCKETS, registry=registry,
+        )
         for outcome in ("scored", "dead_lettered"):
             self.events_processed.labels(outcome)
         for stage in STAGES:
@@ -128,3 +195,24 @@ class WorkerMetrics:
         self.stage_seconds.labels("publish").observe(publish_s)
         for latency in latencies:
             self.end_to_end_seconds.observe(latency)
+        for score in result.scores.tolist():
+            self.prediction_score.observe(score)
+
+    def observe_freshness(self, ages: Mapping[str, Sequence[float]], ttls: Mapping[str, float]) -> None:
+        """Record the age of each view's values per scored event, and count those past the view's TTL."""
+        for view, view_ages in ages.items():
+            histogram = self.feature_age_seconds.labels(view)
+            for age in view_ages:
+                histogram.observe(age)
+            ttl = ttls.get(view)
+            if ttl:
+                stale = sum(1 for age in view_ages if age > ttl)
+                if stale:
+                    self.stale_features.labels(view).inc(stale)
+
+    def clear_drift(self) -> None:
+        """Forget drift gauges (on a model swap their version label changes)."""
+        for gauge in (self.feature_psi, self.feature_drift_pvalue, self.feature_drift_flagged,
+                      self.feature_missing_ratio, self.prediction_psi, self.prediction_drift_pvalue,
+                      self.prediction_drift_flagged, self.drift_window_events):
+            gauge.clear()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from driftline.errors import DriftlineError
-from driftline.registry import LoadedModel, ModelRegistry
+from driftline.registry import LoadedModel, ModelMetadata, ModelRegistry
 from driftline.settings import WorkerSettings
 from stream_app.adapters.feature_store import FeastOnlineReader, check_model_against_store
 from stream_app.core.validation import EventRules
@@ -23,6 +23,16 @@ class ServingModel:
     model: LoadedModel
     rules: EventRules
     reader: FeastOnlineReader
+    view_ttls: dict[str, float]  # feature view -> TTL in seconds (0 = none)
+
+
+def view_ttls(store: Any, metadata: ModelMetadata) -> dict[str, float]:
+    """TTL in seconds of each feature view the model reads (0 when the view has none)."""
+    ttls: dict[str, float] = {}
+    for view in metadata.feature_views:
+        ttl = store.get_feature_view(view).ttl
+        ttls[view] = ttl.total_seconds() if ttl else 0.0
+    return ttls
 
 
 class ModelHolder:
@@ -43,7 +53,7 @@ class ModelHolder:
             meta.entity_fields, meta.features, self._settings.max_event_bytes, self._settings.max_future_skew_s
         )
         reader = FeastOnlineReader(self._store, meta.features, self._settings.feature_timeout_s)
-        return ServingModel(model=model, rules=rules, reader=reader)
+        return ServingModel(model=model, rules=rules, reader=reader, view_ttls=view_ttls(self._store, meta))
 
     async def refresh(self) -> bool | None:
         """Swap to the production version if it changed: True swapped, False refused, None unchanged."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
+import numpy.typing as npt
 
 from driftline.contracts import DeadLetter, Prediction, StageTimings, prediction_id
 from driftline.errors import FeatureStoreError
@@ -35,10 +36,17 @@ class RawRecord:
     offset: int
 
 
-#: Online values for a list of entity rows: per row, FeatureSpec.name -> value (None when missing).
-FeatureValues = list[dict[str, object]]
+@dataclass(frozen=True, slots=True)
+class OnlineRows:
+    """What the online store returned for a list of entity rows."""
+
+    values: list[dict[str, object]]  # per row: FeatureSpec.name -> value (None when missing)
+    # per row: feature view -> epoch seconds its values were computed for (absent when missing)
+    view_timestamps: list[dict[str, float]] = field(default_factory=list)
+
+
 #: Reads the online store for entity rows (join key -> value); raises FeatureStoreError on failure.
-FetchFeatures = Callable[[list[dict[str, str]]], Awaitable[FeatureValues]]
+FetchFeatures = Callable[[list[dict[str, str]]], Awaitable[OnlineRows]]
 
 
 @dataclass(slots=True)
@@ -50,6 +58,11 @@ class BatchResult:
     timings: StageTimings = field(default_factory=lambda: StageTimings(decode_s=0, features_s=0, predict_s=0))
     feature_error: str | None = None  # set when the store failed and the batch was scored degraded
     missing_counts: dict[str, int] = field(default_factory=dict)  # feature name -> rows missing it
+    # feature view -> age in seconds of its values, one entry per scored event that had them
+    feature_ages: dict[str, list[float]] = field(default_factory=dict)
+    # the scored rows and their scores, for the drift monitor
+    matrix: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty((0, 0)))
+    scores: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,13 +127,19 @@ async def process_batch(
 
     feast_specs = [s for s in meta.features if s.source == "feast"]
     try:
-        fetched = await fetch(entity_rows)
+        online = await fetch(entity_rows)
     except FeatureStoreError as exc:
         # Score anyway with every store feature missing, and say so on each prediction.
         logger.warning("feature read failed, scoring %d events degraded: %s", len(valid), exc)
         result.feature_error = str(exc)
-        fetched = [dict.fromkeys((s.name for s in feast_specs), None) for _ in entity_rows]
+        online = OnlineRows(values=[dict.fromkeys((s.name for s in feast_specs), None) for _ in entity_rows])
+    fetched = online.values
     t2 = clock.perf()
+    now_s = now.timestamp()
+    if online.view_timestamps:
+        for pos in positions:
+            for view, stamp in online.view_timestamps[pos].items():
+                result.feature_ages.setdefault(view, []).append(now_s - stamp)
 
     rows: list[dict[str, object]] = []
     missing_per_event: list[list[str]] = []
@@ -135,10 +154,15 @@ async def process_batch(
 
     scores: list[float | str]
     try:
-        scores = [float(s) for s in score_matrix(model.estimator, matrix)]
+        scored = score_matrix(model.estimator, matrix)
+        scores = scored.tolist()
+        result.matrix, result.scores = matrix, scored
     except Exception:
         logger.exception("scoring the batch failed; scoring its %d rows one by one", len(rows))
         scores = score_rows_isolated(model.estimator, matrix)
+        ok = np.array([not isinstance(x, str) for x in scores], dtype=bool)
+        result.matrix = matrix[ok]
+        result.scores = np.array([x for x in scores if not isinstance(x, str)], dtype=np.float64)
     t3 = clock.perf()
 
     timings = StageTimings(decode_s=t1 - t0, features_s=t2 - t1, predict_s=t3 - t2)

@@ -35,10 +35,9 @@ class ServedWorld:
 
 @pytest.fixture(scope="session")
 def served_world(tmp_path_factory: pytest.TempPathFactory, bootstrap: str, redis_url: str) -> ServedWorld:
-    from training.train import run as train
-
     from feature_repo.store import apply, materialize
     from training.data import generate
+    from training.train import run as train
 
     home = tmp_path_factory.mktemp("home")
     env = {

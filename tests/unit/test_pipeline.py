@@ -9,7 +9,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from driftline.contracts import prediction_id
 from driftline.errors import FeatureStoreError
 from driftline.registry import FeatureSpec, LoadedModel, ModelMetadata
-from stream_app.core.pipeline import Clock, RawRecord, process_batch
+from stream_app.core.pipeline import Clock, OnlineRows, RawRecord, process_batch
 from stream_app.core.validation import EventRules
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -54,9 +54,13 @@ class FakeStore:
         self.values = values
         self.calls: list[list[dict[str, str]]] = []
 
-    async def __call__(self, rows: list[dict[str, str]]) -> list[dict[str, object]]:
+    async def __call__(self, rows: list[dict[str, str]]) -> OnlineRows:
         self.calls.append(rows)
-        return [{"avg_amount_30d": self.values.get(r["customer_id"])} for r in rows]
+        return OnlineRows(
+            values=[{"avg_amount_30d": self.values.get(r["customer_id"])} for r in rows],
+            view_timestamps=[{"customer_stats": NOW.timestamp() - 60} if r["customer_id"] in self.values else {}
+                             for r in rows],
+        )
 
 
 async def test_valid_and_invalid_split_one_output_each() -> None:
@@ -76,6 +80,8 @@ async def test_one_read_per_batch_with_distinct_entities() -> None:
     assert len(store.calls) == 1
     assert store.calls[0] == [{"customer_id": "C2"}, {"customer_id": "C1"}]
     assert len(result.predictions) == 10
+    assert result.feature_ages == {"customer_stats": [60.0] * 5}  # per scored event that had values
+    assert result.matrix.shape == (10, 2) and result.scores.shape == (10,)
 
 
 async def test_unknown_entity_is_scored_with_missing_features_named() -> None:
@@ -87,7 +93,7 @@ async def test_unknown_entity_is_scored_with_missing_features_named() -> None:
 
 
 async def test_store_failure_scores_degraded() -> None:
-    async def broken(rows: list[dict[str, str]]) -> list[dict[str, object]]:
+    async def broken(rows: list[dict[str, str]]) -> OnlineRows:
         raise FeatureStoreError("timed out")
 
     result = await process_batch([record(good(0), 0)], RULES, MODEL, broken, CLOCK)
