@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -155,3 +156,32 @@ def test_streamed_score_equals_the_offline_score(
     for event_id, score in zip(frame["event_id"], offline, strict=True):
         assert streamed[event_id].score == pytest.approx(float(score), rel=0, abs=1e-12), event_id
         assert streamed[event_id].missing_features == []
+
+
+def test_promoting_a_new_version_swaps_the_model_without_a_restart(
+    topics: TopicSet, start_worker: Callable[..., WorkerProcess], served_world: ServedWorld, tmp_path
+) -> None:
+    registry_dir = tmp_path / "models"
+    shutil.copytree(served_world.home / "models", registry_dir)
+    worker = start_worker(DRIFTLINE_MODEL_REGISTRY=str(registry_dir))
+    worker.wait_assigned()
+    registry = ModelRegistry(registry_dir)
+    old = registry.load("fraud")
+    events, _ = publish(topics, valid=50, invalid=0, seed=1)
+    read_outputs(topics, len(events), 0)
+
+    new_meta = registry.save(old.estimator, old.metadata.model_copy(update={"version": "99990101T000000Z"}))
+    registry.promote("fraud", new_meta.version)
+    deadline = time.monotonic() + 30
+    while metric_value(worker.scrape(), "driftline_model_info", {"model_version": new_meta.version}) != 1:
+        assert time.monotonic() < deadline, "the worker did not pick up the promoted version"
+        time.sleep(0.5)
+    assert metric_value(worker.scrape(), "driftline_model_reloads_total", {"result": "swapped"}) == 1
+
+    more, _ = publish(topics, valid=50, invalid=0, seed=2)
+    got = read_outputs(topics, len(events) + len(more), 0)
+    predictions = [Prediction.model_validate_json(v) for v in got.values(topics.kafka().predictions_topic)]
+    versions = {p.event_id: p.model_version for p in predictions}
+    assert {versions[str(e["event_id"])] for e in events} == {old.metadata.version}
+    assert {versions[str(e["event_id"])] for e in more} == {new_meta.version}
+    assert worker.popen is not None and worker.popen.poll() is None, "the worker restarted"
