@@ -56,6 +56,8 @@ def create_app(settings: WorkerSettings) -> tuple[DriftlineApp, Topics]:
         broker_credentials=broker_credentials(settings),
         autodiscover=False,
         store="memory://",
+        # Faust keeps per-app files under datadir (default: ./<app id>-data in the working directory).
+        datadir=str(settings.home / "faust"),
         topic_disable_leader=True,
         topic_partitions=settings.topic_partitions,
         topic_allow_declare=True,

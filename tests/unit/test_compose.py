@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +173,30 @@ def test_service_commands_are_valid_cli_invocations(services: dict[str, Any]) ->
     assert len(commands) >= 5
     for words in commands:
         _parse_cli(words)
+
+
+def test_prometheus_mounts_every_rule_file(services: dict[str, Any]) -> None:
+    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    rule_files = config.get("rule_files", [])
+    assert "alerts.yml" in rule_files
+    mounts = dict(str(v).split(":")[:2] for v in services["prometheus"]["volumes"] if str(v).startswith("./"))
+    config_target = mounts["./prometheus/prometheus.yml"]
+    config_dir = config_target.rsplit("/", 1)[0]
+    for name in rule_files:
+        source = f"./prometheus/{name}"
+        assert (ROOT / "prometheus" / name).exists(), source
+        assert mounts.get(source) == f"{config_dir}/{name}", f"{source} is not mounted next to prometheus.yml"
+
+
+def test_grafana_env_points_provisioning_at_prometheus_and_webhook(services: dict[str, Any]) -> None:
+    env = _env(services["grafana"])
+    ports = [str(p) for p in services["prometheus"].get("ports", [])]
+    container_port = ports[0].rsplit(":", 1)[1] if ports else "9090"
+    assert env["PROMETHEUS_URL"] == f"http://prometheus:{container_port}"
+    assert env["DRIFTLINE_ALERT_WEBHOOK_URL"].startswith("${DRIFTLINE_ALERT_WEBHOOK_URL")
+    # Every ${VAR} the provisioning files read is set on the grafana service.
+    wanted = set()
+    for path in (ROOT / "grafana" / "provisioning").rglob("*.yaml"):
+        wanted.update(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)\}", path.read_text()))
+    assert wanted, "provisioning reads no environment variable"
+    assert wanted <= set(env), f"grafana provisioning reads unset variables: {sorted(wanted - set(env))}"
