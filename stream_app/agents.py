@@ -49,7 +49,7 @@ async def publish(topics: Topics, result: BatchResult) -> None:
 
 def register_agents(
     app: faust.App, topics: Topics, holder: ModelHolder, metrics: WorkerMetrics, clock: Clock,
-    batch_size: int, batch_window_s: float,
+    batch_size: int, batch_window_s: float, drift_interval_s: float,
 ) -> None:
     """Attach the scoring agent and the model-refresh timer to ``app``."""
 
@@ -70,6 +70,8 @@ def register_agents(
                 (acked_at - p.event_time.timestamp() for p in result.predictions),
             )
             metrics.observe_freshness(result.feature_ages, serving.view_ttls)
+            if result.scores.size:
+                serving.drift.observe(result.matrix, result.scores)  # a slice copy; tests run in evaluate_drift
 
     async def refresh_model() -> None:
         swapped = await holder.refresh()
@@ -78,6 +80,17 @@ def register_agents(
         metrics.model_reloads.labels("swapped" if swapped else "refused").inc()
         meta = holder.current.model.metadata
         metrics.serving(meta.name, meta.version)
+        if swapped:
+            metrics.clear_drift()
+
+    async def evaluate_drift() -> None:
+        serving = holder.current
+        started = clock.perf()
+        # The statistics take tens of ms over a few thousand rows: keep them off the event loop.
+        report = await asyncio.to_thread(serving.drift.evaluate)
+        metrics.drift_evaluation_seconds.observe(clock.perf() - started)
+        if holder.current is serving:  # a swap meanwhile makes this report stale
+            metrics.observe_drift(report, serving.model.metadata.version)
 
     async def report_lag() -> None:
         consumer = app.consumer
@@ -101,5 +114,6 @@ def register_agents(
     app.agent(topics.events, name="score_events", concurrency=1)(score_events)
     app.timer(MODEL_CHECK_INTERVAL_S)(refresh_model)
     app.timer(LAG_INTERVAL_S)(report_lag)
+    app.timer(drift_interval_s)(evaluate_drift)
     app.on_partitions_assigned.connect(on_assigned)
     app.on_partitions_revoked.connect(on_revoked)

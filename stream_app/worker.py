@@ -41,7 +41,9 @@ def build_worker(settings: WorkerSettings) -> faust.Worker:
 
     app, topics = create_app(settings)
     clock = Clock(now=lambda: datetime.now(UTC), perf=time.perf_counter)
-    register_agents(app, topics, holder, metrics, clock, settings.batch_size, settings.batch_window_s)
+    register_agents(
+        app, topics, holder, metrics, clock, settings.batch_size, settings.batch_window_s, settings.drift_interval_s
+    )
     return faust.Worker(app, loglevel=settings.log_level, quiet=True)
 
 

@@ -5,6 +5,20 @@ A numeric sketch holds up to 9 decile cut points (``edges``: observed values, de
 last bin ``x >= edges[-1]`` (the same as ``numpy.searchsorted(edges, x, side="right")``).
 ``proportions`` are shares of the non-missing values per bin; ``missing_rate`` is the NaN share.
 A categorical sketch holds the share of each level among non-missing values, and the missing rate.
+
+Version 2 adds, for the KS test of ``stream_app.core.drift``:
+
+- ``sample`` on each numeric sketch (and the score's): up to ``SAMPLE_SIZE`` non-missing values
+  drawn without replacement with a fixed seed, in random order (so any prefix is itself a random
+  subsample), rounded to ``SAMPLE_DIGITS`` significant digits to keep the metadata small;
+- ``strata``: the same sketches per time-of-day block of ``hour_of_day`` (edges
+  ``STRATUM_EDGES``; bins as above, with the global ``edges``), so the monitor can compare a
+  window of night traffic with the night part of the reference instead of a day-dominated
+  whole. Each stratum sketch has ``n`` (non-missing values), ``proportions`` or ``levels``,
+  ``missing_rate`` and, numeric, a ``sample`` of up to ``STRATUM_SAMPLE_SIZE`` values.
+
+Readers treat a sketch without ``sample`` (version 1) as PSI-only, and a reference without
+``strata`` as unstratified.
 """
 
 from __future__ import annotations
@@ -16,9 +30,19 @@ import numpy as np
 import numpy.typing as npt
 
 from driftline.registry import FeatureSpec
+from stream_app.core.drift import SAMPLE_DIGITS, round_significant
 
-SKETCH_VERSION = 1
+SKETCH_VERSION = 2
 _DECILES = np.linspace(0.1, 0.9, 9)
+#: Reference values kept per numeric sketch for the KS test (n_eff of a KS test against a
+#: window of 2,000 is ~670 with 1,000 of them: enough for shifts that matter, small as JSON).
+SAMPLE_SIZE = 1_000
+#: Values kept per numeric sketch per time-of-day stratum (the metadata's largest part).
+STRATUM_SAMPLE_SIZE = 250
+#: The clock feature whose blocks stratify the reference, and the block edges (hours).
+STRATUM_FEATURE = "hour_of_day"
+#: 00-05, 06-11, 12-17, 18-23: whole quarters of the day, not tuned to the simulated world.
+STRATUM_EDGES = (6.0, 12.0, 18.0)
 
 
 def bin_index(edges: Sequence[float], values: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
@@ -26,13 +50,19 @@ def bin_index(edges: Sequence[float], values: npt.NDArray[np.float64]) -> npt.ND
     return np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="right")
 
 
-def numeric_sketch(values: npt.NDArray[np.float64]) -> dict[str, Any]:
-    """Decile cut points, the share of values per bin, and the missing rate."""
+def reference_sample(present: npt.NDArray[np.float64], size: int, seed: int) -> list[float]:
+    """Up to ``size`` of the values, drawn without replacement, in random order, rounded."""
+    order = np.random.default_rng(seed).permutation(len(present))[:size]
+    return [float(v) for v in round_significant(present[order], SAMPLE_DIGITS)]
+
+
+def numeric_sketch(values: npt.NDArray[np.float64], seed: int = 0) -> dict[str, Any]:
+    """Decile cut points, the share of values per bin, the missing rate and a reference sample."""
     values = np.asarray(values, dtype=np.float64)
     present = values[~np.isnan(values)]
     missing_rate = float(1.0 - len(present) / len(values)) if len(values) else 0.0
     if len(present) == 0:
-        return {"kind": "numeric", "edges": [], "proportions": [], "missing_rate": missing_rate}
+        return {"kind": "numeric", "edges": [], "proportions": [], "missing_rate": missing_rate, "sample": []}
     # "higher" keeps edges on observed values, so a discrete feature's levels get their own bins.
     edges = np.unique(np.quantile(present, _DECILES, method="higher"))
     counts = np.bincount(bin_index(edges.tolist(), present), minlength=len(edges) + 1)
@@ -41,6 +71,18 @@ def numeric_sketch(values: npt.NDArray[np.float64]) -> dict[str, Any]:
         "edges": [float(e) for e in edges],
         "proportions": [float(c) for c in counts / len(present)],
         "missing_rate": missing_rate,
+        "sample": reference_sample(present, SAMPLE_SIZE, seed),
+    }
+
+
+def _numeric_stratum(values: npt.NDArray[np.float64], edges: Sequence[float], seed: int) -> dict[str, Any]:
+    present = values[~np.isnan(values)]
+    counts = np.bincount(bin_index(edges, present), minlength=len(edges) + 1) if len(edges) else np.zeros(0)
+    return {
+        "n": len(present),
+        "proportions": [float(c) for c in counts / max(len(present), 1)],
+        "missing_rate": float(1.0 - len(present) / len(values)) if len(values) else 0.0,
+        "sample": reference_sample(present, STRATUM_SAMPLE_SIZE, seed),
     }
 
 
@@ -58,21 +100,72 @@ def categorical_sketch(codes: npt.NDArray[np.float64], categories: Sequence[str]
     }
 
 
+def _strata(
+    specs: Sequence[FeatureSpec],
+    matrix: npt.NDArray[np.float64],
+    scores: npt.NDArray[np.float64],
+    features: dict[str, Any],
+    score_sketch: dict[str, Any],
+    seed: int,
+) -> dict[str, Any] | None:
+    names = [s.name for s in specs]
+    if STRATUM_FEATURE not in names:
+        return None
+    clock = matrix[:, names.index(STRATUM_FEATURE)]
+    stratum = np.searchsorted(np.asarray(STRATUM_EDGES), np.nan_to_num(clock, nan=-np.inf), side="right")
+    n_strata = len(STRATUM_EDGES) + 1
+    by_feature: dict[str, list[dict[str, Any]]] = {}
+    for j, spec in enumerate(specs):
+        parts = []
+        for k in range(n_strata):
+            column = matrix[stratum == k, j]
+            if spec.kind == "categorical":
+                part = {"n": int(np.sum(~np.isnan(column))), **categorical_sketch(column, spec.categories or [])}
+                del part["kind"]
+            else:
+                part = _numeric_stratum(column, features[spec.name]["edges"], seed + 1 + j * n_strata + k)
+            parts.append(part)
+        by_feature[spec.name] = parts
+    score_parts = [
+        _numeric_stratum(scores[stratum == k], score_sketch["edges"], seed + 1 + len(specs) * n_strata + k)
+        for k in range(n_strata)
+    ]
+    return {
+        "feature": STRATUM_FEATURE,
+        "edges": list(STRATUM_EDGES),
+        "share": [float(np.mean(stratum == k)) for k in range(n_strata)],
+        "features": by_feature,
+        "score": score_parts,
+    }
+
+
 def build_reference(
-    specs: Sequence[FeatureSpec], matrix: npt.NDArray[np.float64], scores: npt.NDArray[np.float64]
+    specs: Sequence[FeatureSpec],
+    matrix: npt.NDArray[np.float64],
+    scores: npt.NDArray[np.float64],
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Sketch every column of the encoded ``matrix`` (FeatureSpec order) and the scores."""
+    """Sketch every column of the encoded ``matrix`` (FeatureSpec order) and the scores.
+
+    ``seed`` fixes the reference samples, so retraining on the same data gives the same metadata.
+    """
     if matrix.shape[1] != len(specs):
         raise ValueError(f"matrix has {matrix.shape[1]} columns for {len(specs)} features")
+    scores = np.asarray(scores, dtype=np.float64)
     features: dict[str, Any] = {}
     for j, spec in enumerate(specs):
         if spec.kind == "categorical":
             features[spec.name] = categorical_sketch(matrix[:, j], spec.categories or [])
         else:
-            features[spec.name] = numeric_sketch(matrix[:, j])
-    return {
+            features[spec.name] = numeric_sketch(matrix[:, j], seed=seed + j)
+    score = numeric_sketch(scores, seed=seed + len(specs))
+    reference: dict[str, Any] = {
         "version": SKETCH_VERSION,
         "n": int(matrix.shape[0]),
         "features": features,
-        "score": numeric_sketch(np.asarray(scores, dtype=np.float64)),
+        "score": score,
     }
+    strata = _strata(specs, matrix, scores, features, score, seed)
+    if strata is not None:
+        reference["strata"] = strata
+    return reference

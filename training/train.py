@@ -116,7 +116,7 @@ def run(settings: TrainingSettings, promote: bool = True) -> Iterator[str]:
         metrics=metrics,
         library_versions=library_versions(),
         artifact_sha256="0" * 64,
-        reference=build_reference(specs, x_test, scores),
+        reference=build_reference(specs, x_test, scores, seed=settings.seed),
     )
     registry = ModelRegistry(settings.registry_dir)
     saved = registry.save(estimator, metadata)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from driftline.contracts import DeadLetterType
+from stream_app.core.drift import DriftReport
 from stream_app.core.pipeline import BatchResult
 
 # Stage durations are per batch: a feature read of a few hundred keys takes ~1-20 ms on loopback,
@@ -201,6 +202,7 @@ class WorkerMetrics:
     def observe_freshness(self, ages: Mapping[str, Sequence[float]], ttls: Mapping[str, float]) -> None:
         """Record the age of each view's values per scored event, and count those past the view's TTL."""
         for view, view_ages in ages.items():
+            stale_counter = self.stale_features.labels(view)  # exists at 0 from the first observation
             histogram = self.feature_age_seconds.labels(view)
             for age in view_ages:
                 histogram.observe(age)
@@ -208,7 +210,27 @@ class WorkerMetrics:
             if ttl:
                 stale = sum(1 for age in view_ages if age > ttl)
                 if stale:
-                    self.stale_features.labels(view).inc(stale)
+                    stale_counter.inc(stale)
+
+    def observe_drift(self, report: DriftReport, model_version: str) -> None:
+        """Publish the latest drift evaluation as gauges (untested columns are left out)."""
+        self.drift_window_events.labels(model_version).set(report.window_events)
+        for column in report.features:
+            self.feature_missing_ratio.labels(column.name, model_version).set(column.missing_rate)
+            if not column.tested:
+                continue
+            if column.psi is not None:
+                self.feature_psi.labels(column.name, model_version).set(column.psi)
+            if column.p_value is not None:
+                self.feature_drift_pvalue.labels(column.name, model_version).set(column.p_value)
+            self.feature_drift_flagged.labels(column.name, model_version).set(int(column.flagged))
+        score = report.score
+        if score is not None:
+            if score.psi is not None:
+                self.prediction_psi.labels(model_version).set(score.psi)
+            if score.p_value is not None:
+                self.prediction_drift_pvalue.labels(model_version).set(score.p_value)
+            self.prediction_drift_flagged.labels(model_version).set(int(score.flagged))
 
     def clear_drift(self) -> None:
         """Forget drift gauges (on a model swap their version label changes)."""

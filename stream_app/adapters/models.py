@@ -11,6 +11,7 @@ from driftline.errors import DriftlineError
 from driftline.registry import LoadedModel, ModelMetadata, ModelRegistry
 from driftline.settings import WorkerSettings
 from stream_app.adapters.feature_store import FeastOnlineReader, check_model_against_store
+from stream_app.core.drift import DriftMonitor
 from stream_app.core.validation import EventRules
 
 logger = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ class ServingModel:
     rules: EventRules
     reader: FeastOnlineReader
     view_ttls: dict[str, float]  # feature view -> TTL in seconds (0 = none)
+    drift: DriftMonitor  # this version's inputs and scores against this version's reference
 
 
 def view_ttls(store: Any, metadata: ModelMetadata) -> dict[str, float]:
@@ -53,7 +55,13 @@ class ModelHolder:
             meta.entity_fields, meta.features, self._settings.max_event_bytes, self._settings.max_future_skew_s
         )
         reader = FeastOnlineReader(self._store, meta.features, self._settings.feature_timeout_s)
-        return ServingModel(model=model, rules=rules, reader=reader, view_ttls=view_ttls(self._store, meta))
+        drift = DriftMonitor(
+            meta.features, meta.reference, window_size=self._settings.drift_window,
+            alpha=self._settings.drift_alpha, min_events=self._settings.drift_min_events,
+        )
+        return ServingModel(
+            model=model, rules=rules, reader=reader, view_ttls=view_ttls(self._store, meta), drift=drift
+        )
 
     async def refresh(self) -> bool | None:
         """Swap to the production version if it changed: True swapped, False refused, None unchanged."""

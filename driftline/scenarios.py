@@ -1,0 +1,325 @@
+"""Fault scenarios on real parts, with figures: sent, scored, dead-lettered, duplicated, lost.
+
+Each scenario gets its own throwaway broker and Redis on free loopback ports (so pausing or
+stopping them harms nothing else), a small world served from Feast, fresh topics, and real
+``driftline worker`` child processes. A publisher thread sends a steady stream with some invalid
+events mixed in while the fault happens; afterwards every output topic is read from the start and
+each sent event is accounted for. ``driftline faults`` prints the table; the integration tests
+run the same scenarios and require ``lost == 0``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from driftline.contracts import utc_now
+from driftline.errors import DriftlineError
+from driftline.runner import WorkerProcess, metric_value
+from driftline.settings import ProducerSettings, TrainingSettings
+from driftline.stack import BrokerProcess, RedisProcess, free_port
+
+logger = logging.getLogger(__name__)
+
+#: A world small enough to build in about 20 s, large enough for a useful model.
+SMALL_WORLD = {
+    "DRIFTLINE_SEED": "11",
+    "DRIFTLINE_N_CUSTOMERS": "300",
+    "DRIFTLINE_N_MERCHANTS": "60",
+    "DRIFTLINE_N_TRANSACTIONS": "8000",
+    "DRIFTLINE_HISTORY_DAYS": "20",
+}
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    """How every event sent during a scenario came out."""
+
+    name: str
+    sent: int
+    scored: int  # distinct valid events with at least one prediction
+    dead_lettered: int  # distinct invalid events with at least one dead letter
+    duplicated: int  # extra copies of predictions or dead letters (same prediction_id / source offset)
+    lost: int  # sent events with neither
+    degraded: int = 0  # predictions scored without store features
+    seconds: float = 0.0
+    note: str = ""
+
+    def row(self) -> str:
+        """One Markdown table row."""
+        return (
+            f"| {self.name} | {self.sent} | {self.scored} | {self.dead_lettered} | {self.duplicated} | "
+            f"{self.lost} | {self.degraded} | {self.note} |"
+        )
+
+
+TABLE_HEADER = (
+    "| scenario | sent | scored | dead-lettered | duplicated | lost | degraded | note |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---|"
+)
+
+
+@dataclass
+class World:
+    """Throwaway services and a served model in a temporary folder."""
+
+    home: Path
+    broker: BrokerProcess
+    redis: RedisProcess
+    env: dict[str, str]
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def topic_env(self) -> dict[str, str]:
+        """Fresh topics and consumer group for one scenario."""
+        unique = uuid.uuid4().hex[:8]
+        return {
+            **self.env,
+            "DRIFTLINE_EVENTS_TOPIC": f"events-{unique}",
+            "DRIFTLINE_PREDICTIONS_TOPIC": f"predictions-{unique}",
+            "DRIFTLINE_DEAD_LETTER_TOPIC": f"dead-letters-{unique}",
+            "DRIFTLINE_WORKER_GROUP": f"worker-{unique}",
+        }
+
+    def start_worker(self, env: dict[str, str], **extra: str) -> WorkerProcess:
+        """Start a worker on ``env``'s topics with its own metrics port."""
+        worker_env = {**env, "DRIFTLINE_METRICS_PORT": str(free_port()), **extra}
+        worker = WorkerProcess(worker_env, self.home / f"worker-{len(self.workers)}.log").start()
+        self.workers.append(worker)
+        return worker
+
+    def stop_workers(self) -> None:
+        """Stop every worker this world started."""
+        for worker in self.workers:
+            worker.stop(timeout_s=20)
+        self.workers.clear()
+
+
+@contextmanager
+def world(home: Path | None = None) -> Iterator[World]:
+    """Start a broker and Redis, build a small served world in Feast, and clean up afterwards."""
+    from feature_repo.store import apply, materialize
+    from training.data import generate
+    from training.train import run as train
+
+    own = home is None
+    folder = Path(tempfile.mkdtemp(prefix="driftline-faults-")) if home is None else home
+    broker = BrokerProcess(folder / "services").start()
+    redis = RedisProcess(folder / "services").start()
+    try:
+        env = {
+            "DRIFTLINE_HOME": str(folder),
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "REDIS_URL": redis.url,
+            **SMALL_WORLD,
+        }
+        settings = TrainingSettings(**env)  # type: ignore[arg-type]
+        for step in (generate, apply, materialize):
+            list(step(settings))
+        list(train(settings))
+        served = World(home=folder, broker=broker, redis=redis, env=env)
+        try:
+            yield served
+        finally:
+            served.stop_workers()
+    finally:
+        broker.stop()
+        redis.stop()
+        if own:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+class Publisher(threading.Thread):
+    """Sends ``count`` events at ``rate`` per second (every ``invalid_every``-th one invalid)."""
+
+    def __init__(self, env: dict[str, str], count: int, rate: float, invalid_every: int = 50) -> None:
+        super().__init__(daemon=True)
+        self.settings = ProducerSettings(**env)  # type: ignore[arg-type]
+        self.count, self.rate, self.invalid_every = count, rate, invalid_every
+        self.valid_ids: list[str] = []
+        self.invalid_payloads: list[bytes] = []
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        """Publish, then wait for every acknowledgement (retrying through broker pauses)."""
+        from kafka import KafkaProducer
+
+        from producers.generator import build_world, event_stream, invalid_events
+
+        world = build_world(self.settings.seed, self.settings.n_customers, self.settings.n_merchants)
+        rng = np.random.default_rng()
+        events = event_stream(world, self.count, rng, start_time=utc_now(), rate=max(self.rate, 1.0))
+        bad = iter(invalid_events(rng, self.count // self.invalid_every + 1))
+        producer = KafkaProducer(
+            **self.settings.kafka_python_config(), acks="all", linger_ms=5, enable_idempotence=False,
+            retries=2_000_000_000, delivery_timeout_ms=180_000, request_timeout_ms=15_000,
+            max_in_flight_requests_per_connection=1,
+        )
+        started = time.monotonic()
+        try:
+            for i in range(self.count):
+                delay = started + i / self.rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                if self.invalid_every and i % self.invalid_every == self.invalid_every - 1:
+                    payload = next(bad).payload
+                    self.invalid_payloads.append(payload)
+                    producer.send(self.settings.events_topic, value=payload)
+                    continue
+                event = next(events)
+                event["event_time"] = utc_now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+                self.valid_ids.append(str(event["event_id"]))
+                producer.send(self.settings.events_topic, key=str(event["customer_id"]).encode(),
+                              value=orjson.dumps(event))
+            producer.flush(timeout=180)
+        except Exception as exc:  # reported in the result, never silently
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            producer.close(timeout=10)
+
+    @property
+    def sent(self) -> int:
+        """Events handed to the producer."""
+        return len(self.valid_ids) + len(self.invalid_payloads)
+
+
+def account(env: dict[str, str], publisher: Publisher, name: str, seconds: float, timeout_s: float = 120,
+            note: str = "") -> ScenarioResult:
+    """Read the output topics until every sent event is accounted for (or ``timeout_s``)."""
+    from driftline.contracts import DeadLetter, Prediction
+    from producers.collect import Collected, collect
+
+    settings = ProducerSettings(**env)  # type: ignore[arg-type]
+    want_ids = set(publisher.valid_ids)
+    want_bad = Counter(publisher.invalid_payloads)
+
+    def done(c: Collected) -> bool:
+        ids = {orjson.loads(v)["event_id"] for v in c.values(settings.predictions_topic)}
+        return want_ids <= ids and len(c.values(settings.dead_letter_topic)) >= sum(want_bad.values())
+
+    got = collect(settings, [settings.predictions_topic, settings.dead_letter_topic], done, timeout_s, settle_s=3)
+    predictions = [Prediction.model_validate_json(v) for v in got.values(settings.predictions_topic)]
+    letters = [DeadLetter.model_validate_json(v) for v in got.values(settings.dead_letter_topic)]
+    scored_ids = Counter(p.prediction_id for p in predictions)
+    letter_keys = Counter((d.source_partition, d.source_offset) for d in letters)
+    predicted_events = {p.event_id for p in predictions}
+    dead_payloads = Counter(d.original_value for d in letters)
+    lost_valid = len(want_ids - predicted_events)
+    lost_invalid = sum(max(n - dead_payloads.get(payload, 0), 0) for payload, n in want_bad.items())
+    duplicated = sum(n - 1 for n in scored_ids.values()) + sum(n - 1 for n in letter_keys.values())
+    if publisher.errors:
+        note = f"{note}; publisher: {publisher.errors[0]}".strip("; ")
+    return ScenarioResult(
+        name=name,
+        sent=publisher.sent,
+        scored=len(want_ids & predicted_events),
+        dead_lettered=sum(min(n, dead_payloads.get(payload, 0)) for payload, n in want_bad.items()),
+        duplicated=duplicated,
+        lost=lost_valid + lost_invalid,
+        degraded=sum(p.degraded for p in predictions),
+        seconds=seconds,
+        note=note,
+    )
+
+
+Fault = Callable[[World, dict[str, str], list[WorkerProcess]], str]
+
+
+def run_scenario(served: World, name: str, fault: Fault, count: int = 2000, rate: float = 200.0,
+                 fault_after_s: float = 3.0, worker_env: dict[str, str] | None = None) -> ScenarioResult:
+    """Start a worker, stream ``count`` events, apply ``fault`` mid-stream, and account for everything."""
+    env = served.topic_env()
+    from producers.admin import ensure_topics
+
+    list(ensure_topics(ProducerSettings(**env)))  # type: ignore[arg-type]
+    env = {**env, **(worker_env or {})}  # every worker of the scenario gets the same settings
+    first = served.start_worker(env)
+    first.wait_assigned()
+    started = time.monotonic()
+    publisher = Publisher(env, count, rate)
+    publisher.start()
+    time.sleep(fault_after_s)
+    note = fault(served, env, [first])
+    publisher.join(timeout=count / rate + 240)
+    if publisher.is_alive():
+        raise DriftlineError(f"scenario {name}: the publisher did not finish")
+    result = account(env, publisher, name, time.monotonic() - started, note=note)
+    served.stop_workers()
+    logger.info("%s", result)
+    return result
+
+
+# --- the faults ---------------------------------------------------------------------------------
+
+
+def kill_and_restart(served: World, env: dict[str, str], workers: list[WorkerProcess]) -> str:
+    """SIGKILL the worker mid-stream, then start a new one in the same group."""
+    workers[0].stop(sig=signal.SIGKILL, timeout_s=10)
+    time.sleep(1.0)
+    served.start_worker(env).wait_assigned()
+    return "worker SIGKILLed mid-stream, new worker started"
+
+
+def graceful_stop_and_restart(served: World, env: dict[str, str], workers: list[WorkerProcess]) -> str:
+    """SIGTERM the worker mid-stream (it finishes its batch and commits), then start a new one."""
+    code = workers[0].stop(sig=signal.SIGTERM, timeout_s=30)
+    served.start_worker(env).wait_assigned()
+    return f"SIGTERM mid-stream, exit code {code}, new worker started"
+
+
+def join_and_leave(served: World, env: dict[str, str], workers: list[WorkerProcess]) -> str:
+    """A second worker joins (rebalance), then the first one leaves (rebalance again)."""
+    second = served.start_worker(env)
+    second.wait_assigned()
+    time.sleep(2.0)
+    workers[0].stop(sig=signal.SIGTERM, timeout_s=30)
+    return "second worker joined, first left"
+
+
+def pause_redis(served: World, env: dict[str, str], workers: list[WorkerProcess], seconds: float = 5.0) -> str:
+    """Freeze Redis (SIGSTOP) for ``seconds``: reads time out, events are scored degraded."""
+    served.redis.pause()
+    time.sleep(seconds)
+    served.redis.resume()
+    time.sleep(2.0)
+    page = workers[0].scrape()
+    failures = metric_value(page, "driftline_feature_read_failures_total")
+    return f"Redis paused {seconds:.0f}s; {failures:.0f} batch reads timed out"
+
+
+def pause_broker(served: World, env: dict[str, str], workers: list[WorkerProcess], seconds: float = 8.0) -> str:
+    """Freeze the broker (SIGSTOP) for ``seconds``; worker and producer recover without a restart."""
+    served.broker.pause()
+    time.sleep(seconds)
+    served.broker.resume()
+    return f"broker paused {seconds:.0f}s"
+
+
+SCENARIOS: dict[str, tuple[Fault, dict[str, str]]] = {
+    "worker SIGKILL + restart": (kill_and_restart, {}),
+    "worker SIGTERM + restart": (graceful_stop_and_restart, {}),
+    "rebalance: join, then leave": (join_and_leave, {}),
+    "Redis paused 5 s": (pause_redis, {"DRIFTLINE_FEATURE_TIMEOUT_S": "0.5"}),
+    "broker paused 8 s": (pause_broker, {}),
+}
+
+
+def run_all(names: list[str] | None = None, count: int = 2000, rate: float = 200.0) -> Iterator[ScenarioResult]:
+    """Run the named scenarios (default: all) in one throwaway world."""
+    with world() as served:
+        for name, (fault, extra) in SCENARIOS.items():
+            if names and name not in names:
+                continue
+            yield run_scenario(served, name, fault, count=count, rate=rate, worker_env=extra)
