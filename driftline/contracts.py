@@ -24,6 +24,7 @@ DeadLetterType = Literal[
     "not_json",  # not UTF-8 JSON, or not a JSON object
     "missing_field",  # a required field is absent
     "invalid_field",  # wrong type, impossible value, unparseable or out-of-range timestamp
+    "duplicate_field",  # a JSON key appears twice, so which value is meant is ambiguous
     "scoring_failed",  # the model raised on this event's vector (should never happen)
 ]
 

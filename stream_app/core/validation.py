@@ -7,6 +7,7 @@ rejection names the field and the rule, because the dead-letter reason is what a
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -107,6 +108,31 @@ def _check_request(spec: FeatureSpec, value: object) -> str | None:
     return None
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    seen: dict[str, object] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def _duplicated_key(raw: bytes) -> str | None:
+    """Return a key that appears twice in some object of ``raw`` (already known to be valid JSON)."""
+    try:
+        json.loads(raw, object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as exc:
+        return exc.key
+    except (ValueError, RecursionError):
+        return None  # orjson accepted it; a stricter parser's complaint is not a duplicate
+    return None
+
+
 def validate_event(raw: bytes | None, rules: EventRules, now: datetime) -> ValidEvent | Rejection:
     """Decode ``raw`` and check it against ``rules``; never raises on any input."""
     if raw is None:
@@ -121,6 +147,10 @@ def validate_event(raw: bytes | None, rules: EventRules, now: datetime) -> Valid
         return Rejection("not_json", f"the message is not valid UTF-8 JSON: {exc}")
     if not isinstance(doc, dict):
         return Rejection("not_json", f"the message must be a JSON object, got a JSON {type(doc).__name__}")
+    # orjson keeps the last of duplicated keys silently. A compact flat object has exactly one '":'
+    # per key, so the exact (slower) check runs only when that count does not match.
+    if raw.count(b'":') != len(doc) and (duplicate := _duplicated_key(raw)) is not None:
+        return Rejection("duplicate_field", f"field {duplicate[:64]!r} appears more than once")
 
     event_id = doc.get("event_id")
     if event_id is None:

@@ -107,3 +107,18 @@ def test_skew_allowance_is_a_setting() -> None:
     raw = orjson.dumps(event(event_time=(NOW + timedelta(seconds=5)).isoformat()))
     assert isinstance(validate_event(raw, strict, NOW), Rejection)
     assert isinstance(validate_event(raw, RULES, NOW), ValidEvent)
+
+
+def test_duplicated_keys_are_refused_even_with_spaces_or_nesting() -> None:
+    for raw in (
+        b'{"event_id":"a","event_id":"b","event_time":"2026-11-22T11:59:59Z"}',
+        b'{"event_id" : "a", "amount" : 1, "amount" : 2}',
+        b'{"event_id":"a","meta":{"x":1,"x":2}}',
+    ):
+        result = validate_event(raw, RULES, NOW)
+        assert isinstance(result, Rejection) and result.error_type == "duplicate_field", raw
+
+
+def test_strings_that_look_like_keys_do_not_trip_the_duplicate_check() -> None:
+    result = check(event(note='he said "x": 1 and "y": 2'))
+    assert isinstance(result, ValidEvent)
