@@ -16,10 +16,14 @@ stack_app = typer.Typer(no_args_is_help=True, help="The embedded broker and Redi
 data_app = typer.Typer(no_args_is_help=True, help="Synthetic data of the worked example.")
 feast_app = typer.Typer(no_args_is_help=True, help="The Feast feature repo.")
 model_app = typer.Typer(no_args_is_help=True, help="The model registry.")
+dead_app = typer.Typer(no_args_is_help=True, help="The dead-letter topic: inspect and replay.")
+drift_app = typer.Typer(no_args_is_help=True, help="Drift monitoring: simulation and report.")
 app.add_typer(stack_app, name="stack")
 app.add_typer(data_app, name="data")
 app.add_typer(feast_app, name="feast")
 app.add_typer(model_app, name="model")
+app.add_typer(dead_app, name="dead-letters")
+app.add_typer(drift_app, name="drift")
 
 
 @app.callback()
@@ -144,6 +148,56 @@ def model_promote(version: str) -> None:
     typer.echo(f"{settings.model_name}: production -> {version}")
 
 
+# --- drift -----------------------------------------------------------------------------------------
+
+
+@drift_app.command("simulate")
+def drift_simulate(
+    stationary: Annotated[int, typer.Option(help="Events before the drift starts.")] = 40_000,
+    drifted: Annotated[int, typer.Option(help="Drifted events after them.")] = 10_000,
+    drift: Annotated[str, typer.Option(help="amount_shift, merchant_mix or fraud_pattern.")] = "amount_shift",
+    window: Annotated[int, typer.Option(help="Events in the monitored window.")] = 2_000,
+    every: Annotated[int, typer.Option(help="Evaluate every this many events.")] = 500,
+    alpha: Annotated[float, typer.Option(help="Benjamini-Hochberg level across columns and score.")] = 0.01,
+    min_events: Annotated[int, typer.Option(help="No flags before the window holds this many.")] = 1_000,
+    min_psi: Annotated[float, typer.Option(help="Flag only when PSI also reaches this (0 = tests only).")] = 0.1,
+    hours: Annotated[float, typer.Option(help="Event-time span of the stationary part.")] = 24.0,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated events.")] = 11,
+    version: Annotated[str | None, typer.Option(help="Model version; default production.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write every evaluation to this JSON file.")] = None,
+) -> None:
+    """Stream stationary then drifted events through features, model and drift monitor; summarize."""
+    from driftline.settings import TrainingSettings
+    from training.drift_sim import SimulationConfig, run
+
+    config = SimulationConfig(
+        stationary=stationary,
+        drifted=drifted,
+        drift=drift,  # type: ignore[arg-type]  # checked against producers.generator.DRIFTS
+        window=window,
+        every=every,
+        alpha=alpha,
+        min_events=min_events,
+        min_psi=min_psi,
+        hours=hours,
+        seed=seed,
+        version=version,
+    )
+    for line in run(TrainingSettings(), config, out):
+        typer.echo(line)
+
+
+@drift_app.command("report")
+def drift_report(
+    input: Annotated[Path, typer.Option("--input", help="JSON written by `driftline drift simulate --out`.")],
+    output: Annotated[Path, typer.Option("--output", help="HTML file to write.")] = Path("drift-report.html"),
+) -> None:
+    """Render a simulation run as a self-contained HTML page (inline SVG)."""
+    from training.drift_report import write_report
+
+    typer.echo(write_report(input, output))
+
+
 # --- streaming ------------------------------------------------------------------------------------
 
 
@@ -220,6 +274,52 @@ def demo(
 
     for line in run_demo(events=events, rate=rate, invalid_fraction=invalid_fraction, keep_running=keep_running):
         typer.echo(line)
+
+
+ErrorTypeOption = Annotated[str | None, typer.Option(help="Only this error type, e.g. invalid_field.")]
+ReasonOption = Annotated[str | None, typer.Option(help="Only reasons containing this text.")]
+
+
+@dead_app.command("inspect")
+def dead_letters_inspect(
+    error_type: ErrorTypeOption = None,
+    reason_contains: ReasonOption = None,
+    sample: Annotated[int, typer.Option(help="How many to show.")] = 5,
+) -> None:
+    """Count dead letters by error type and reason, and show a sample."""
+    from driftline.settings import ProducerSettings
+    from producers.deadletters import Selection, inspect
+
+    for line in inspect(ProducerSettings(), Selection(error_type, reason_contains), sample=sample):
+        typer.echo(line)
+
+
+@dead_app.command("replay")
+def dead_letters_replay(
+    error_type: ErrorTypeOption = None,
+    reason_contains: ReasonOption = None,
+    limit: Annotated[int, typer.Option(help="Stop after this many; 0 = all selected.")] = 0,
+) -> None:
+    """Publish the original bytes of selected dead letters onto the events topic again."""
+    from driftline.settings import ProducerSettings
+    from producers.deadletters import Selection, replay
+
+    for line in replay(ProducerSettings(), Selection(error_type, reason_contains, limit)):
+        typer.echo(line)
+
+
+@app.command("faults")
+def faults(
+    scenario: Annotated[list[str] | None, typer.Option(help="Run only these scenarios (default: all).")] = None,
+    count: Annotated[int, typer.Option(help="Events per scenario.")] = 2000,
+    rate: Annotated[float, typer.Option(help="Events per second.")] = 200.0,
+) -> None:
+    """Run the fault scenarios on throwaway services and print sent/scored/dead-lettered/duplicated/lost."""
+    from driftline.scenarios import TABLE_HEADER, run_all
+
+    typer.echo(TABLE_HEADER)
+    for result in run_all(scenario, count=count, rate=rate):
+        typer.echo(result.row())
 
 
 def main() -> None:

@@ -159,6 +159,10 @@ class WorkerSettings(KafkaSettings, FeastSettings, ModelSettings):
         default=500, ge=10, validation_alias=_env("DRIFTLINE_DRIFT_MIN_EVENTS"),
         description="No drift is flagged before the window holds this many events.",
     )
+    drift_min_psi: float = Field(
+        default=0.1, ge=0, validation_alias=_env("DRIFTLINE_DRIFT_MIN_PSI"),
+        description="Effect-size floor: a significant input is flagged only if its PSI reaches this.",
+    )
     metrics_host: str = Field(default="127.0.0.1", validation_alias=_env("DRIFTLINE_METRICS_HOST"))
     metrics_port: int = Field(default=9108, ge=0, le=65535, validation_alias=_env("DRIFTLINE_METRICS_PORT"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

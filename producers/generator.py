@@ -175,20 +175,23 @@ def generate_transactions(
         rng.choice(world.n_customers, size=n, p=night_w / night_w.sum()),
         rng.choice(world.n_customers, size=n, p=day_w / day_w.sum()),
     )
+    # A transaction drawn for an account not yet open goes to another customer (same day/night
+    # weights), so young accounts keep the traffic curve instead of bunching after their opening.
+    night_p, day_p = night_w / night_w.sum(), day_w / day_w.sum()
+    too_early = times < world.account_open[customer]
+    for _ in range(50):
+        if not too_early.any():
+            break
+        redo = np.flatnonzero(too_early)
+        customer[redo] = np.where(
+            night[redo],
+            rng.choice(world.n_customers, size=len(redo), p=night_p),
+            rng.choice(world.n_customers, size=len(redo), p=day_p),
+        )
+        too_early = times < world.account_open[customer]
+    # Whatever is still unlucky goes to the oldest account (open since long before any window).
+    customer[too_early] = int(np.argmin(world.account_open))
     opened = world.account_open[customer]
-    too_early = times < opened
-    if too_early.any():
-        # Move those transactions to a random time between opening and the end of the window.
-        lo = np.maximum(opened[too_early], np.datetime64(t0.tz_localize(None), "ns")).astype(np.int64)
-        hi = np.datetime64(t1.tz_localize(None), "ns").astype(np.int64)
-        moved = lo + (rng.random(int(too_early.sum())) * np.maximum(hi - lo, 1)).astype(np.int64)
-        times = times.copy()
-        times[too_early] = (moved // 1_000_000_000 * 1_000_000_000).astype("datetime64[ns]")
-        order = np.argsort(times, kind="stable")
-        times, customer = times[order], customer[order]
-        opened = world.account_open[customer]
-        hours = (times.astype("datetime64[h]").astype(np.int64) % 24).astype(np.int64)
-        night = hours < NIGHT_HOURS
 
     merchant_w = world.popularity.copy()
     if drift == "merchant_mix":

@@ -58,6 +58,7 @@ class ModelHolder:
         drift = DriftMonitor(
             meta.features, meta.reference, window_size=self._settings.drift_window,
             alpha=self._settings.drift_alpha, min_events=self._settings.drift_min_events,
+            min_psi=self._settings.drift_min_psi,
         )
         return ServingModel(
             model=model, rules=rules, reader=reader, view_ttls=view_ttls(self._store, meta), drift=drift

@@ -1,0 +1,101 @@
+"""Inspect the dead-letter topic and replay selected dead letters onto the events topic."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from driftline.contracts import DeadLetter
+from driftline.settings import ProducerSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which dead letters to act on; empty fields match everything."""
+
+    error_type: str | None = None
+    reason_contains: str | None = None
+    limit: int = 0
+
+    def matches(self, letter: DeadLetter) -> bool:
+        """Whether ``letter`` is selected."""
+        if self.error_type and letter.error_type != self.error_type:
+            return False
+        return not (self.reason_contains and self.reason_contains not in letter.reason)
+
+
+def read_dead_letters(settings: ProducerSettings, idle_timeout_s: float = 3.0) -> Iterator[DeadLetter]:
+    """Every dead letter on the topic, from the start until it has been idle ``idle_timeout_s``."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        **settings.kafka_python_config(), group_id=None, enable_auto_commit=False,
+        consumer_timeout_ms=int(idle_timeout_s * 1000),
+    )
+    try:
+        partitions = consumer.partitions_for_topic(settings.dead_letter_topic) or set()
+        assigned = [TopicPartition(settings.dead_letter_topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        consumer.seek_to_beginning(*assigned)
+        for message in consumer:
+            try:
+                yield DeadLetter.model_validate_json(message.value)
+            except ValidationError:
+                logger.warning("offset %s of %s is not a dead letter; skipped", message.offset, message.topic)
+    finally:
+        consumer.close()
+
+
+def inspect(settings: ProducerSettings, selection: Selection, sample: int = 5) -> Iterator[str]:
+    """Counts by error type and by reason, and a sample of the selected dead letters."""
+    by_type: Counter[str] = Counter()
+    by_reason: Counter[str] = Counter()
+    examples: list[DeadLetter] = []
+    total = 0
+    for letter in read_dead_letters(settings):
+        if not selection.matches(letter):
+            continue
+        total += 1
+        by_type[letter.error_type] += 1
+        by_reason[letter.reason[:100]] += 1
+        if len(examples) < sample:
+            examples.append(letter)
+    yield f"{total} dead letters on {settings.dead_letter_topic} match"
+    for error_type, count in by_type.most_common():
+        yield f"  {count:6d}  {error_type}"
+    yield "most common reasons:"
+    for reason, count in by_reason.most_common(10):
+        yield f"  {count:6d}  {reason}"
+    yield "sample:"
+    for letter in examples:
+        value = letter.original_value[:120].decode("utf-8", "replace")
+        yield (
+            f"  {letter.source_topic}[{letter.source_partition}]@{letter.source_offset} "
+            f"{letter.error_type}: {letter.reason} | {value}"
+        )
+
+
+def replay(settings: ProducerSettings, selection: Selection) -> Iterator[str]:
+    """Publish the original bytes of the selected dead letters onto the events topic again."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(**settings.kafka_python_config(), acks="all", enable_idempotence=False)
+    sent = 0
+    try:
+        for letter in read_dead_letters(settings):
+            if not selection.matches(letter):
+                continue
+            producer.send(settings.events_topic, key=letter.original_key, value=letter.original_value)
+            sent += 1
+            if selection.limit and sent >= selection.limit:
+                break
+        producer.flush(timeout=60)
+    finally:
+        producer.close(timeout=10)
+    yield f"replayed {sent} dead letters onto {settings.events_topic}"

@@ -1,0 +1,58 @@
+"""Dead letters can be inspected and replayed byte for byte onto the events topic."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from kafka import KafkaProducer
+
+from driftline.contracts import DeadLetter
+from driftline.runner import WorkerProcess
+from driftline.settings import ProducerSettings
+from producers.collect import Collected, collect
+from producers.deadletters import Selection, inspect, replay
+
+from .conftest import TopicSet
+
+pytestmark = pytest.mark.integration
+
+BAD = [b'{"event_id": "neg-%d", "event_time": "2026-01-01T00:00:00Z", "customer_id": "C1", "merchant_id": "M1", '
+       b'"amount": -%d, "channel": "pos", "hour_of_day": 1}' % (i, i + 1) for i in range(5)] + [b"garbage"]
+
+
+def letters(settings: ProducerSettings, n: int) -> list[DeadLetter]:
+    def done(c: Collected) -> bool:
+        return len(c.values(settings.dead_letter_topic)) >= n
+
+    got = collect(settings, [settings.dead_letter_topic], done, 60, settle_s=2)
+    return [DeadLetter.model_validate_json(v) for v in got.values(settings.dead_letter_topic)]
+
+
+def test_inspect_and_replay(topics: TopicSet, start_worker: Callable[..., WorkerProcess]) -> None:
+    worker = start_worker()
+    worker.wait_assigned()
+    settings = ProducerSettings(**topics.env)  # type: ignore[arg-type]
+    producer = KafkaProducer(**settings.kafka_python_config(), acks="all")
+    for i, payload in enumerate(BAD):
+        producer.send(settings.events_topic, key=b"k%d" % i, value=payload)
+    producer.flush(timeout=30)
+    producer.close()
+    first = letters(settings, len(BAD))
+    assert len(first) == len(BAD)
+
+    report = list(inspect(settings, Selection(error_type="invalid_field")))
+    assert report[0].startswith("5 dead letters")
+    assert any("amount must be >= 0.01" in line for line in report)
+
+    assert list(replay(settings, Selection(error_type="invalid_field", limit=3))) == [
+        f"replayed 3 dead letters onto {settings.events_topic}"
+    ]
+    after = letters(settings, len(BAD) + 3)
+    assert len(after) == len(BAD) + 3
+    originals = {d.original_value: d.original_key for d in first}
+    for letter in after:
+        assert originals[letter.original_value] == letter.original_key  # same bytes, same key
+    copies = Counter(d.original_value for d in after)
+    assert sorted(copies.values()) == [1, 1, 1, 2, 2, 2]

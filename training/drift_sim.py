@@ -1,0 +1,249 @@
+"""Drift simulation: a stationary then drifted stream through the worker's scoring path, monitored.
+
+Events come from the seeded world of ``producers.generator`` (as ``driftline produce`` sends them),
+store features from the Feast *online* store (the values the worker reads), the matrix from
+``driftline.features.build_matrix`` and scores from the registered model, batch by batch as in the
+worker; a :class:`~stream_app.core.drift.DriftMonitor` observes every batch and is evaluated every
+``every`` events. The run (every evaluation) is written as JSON for ``driftline drift report``.
+
+Event time is compressed: the stationary part spans ``hours`` of event time (a whole day by
+default, so windows of night traffic are part of the test for false alarms).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from driftline.errors import ConfigError
+from driftline.features import build_matrix
+from driftline.registry import FeatureSpec, ModelRegistry
+from driftline.settings import TrainingSettings
+from feature_repo.store import feature_store
+from producers.generator import DRIFTS, Drift, build_world, event_stream
+from stream_app.core.drift import SCORE, DriftMonitor, DriftReport
+from stream_app.core.scoring import score_matrix
+
+logger = logging.getLogger(__name__)
+
+#: Entity rows per online read (distinct customer/merchant pairs).
+READ_CHUNK = 1_000
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """What to simulate and how to monitor it."""
+
+    stationary: int = 40_000
+    drifted: int = 10_000
+    drift: Drift = "amount_shift"
+    window: int = 2_000
+    every: int = 500
+    alpha: float = 0.01
+    min_events: int = 1_000
+    min_psi: float = 0.1
+    batch: int = 200  # the worker's default DRIFTLINE_BATCH_SIZE
+    hours: float = 24.0
+    seed: int = 11
+    start: datetime | None = None  # event time of the first event; default the latest 12:00 UTC
+    version: str | None = None  # model version; default production
+
+
+def default_start(now: datetime) -> datetime:
+    """The latest 12:00 UTC at or before ``now``: a day from noon puts the night mid-run."""
+    noon = now.astimezone(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    return noon if noon <= now else noon - timedelta(days=1)
+
+
+def generate_events(settings: TrainingSettings, config: SimulationConfig, start: datetime) -> list[dict[str, Any]]:
+    """The stationary events, then the drifted ones, continuing at the same event-time rate."""
+    if config.drift not in DRIFTS or config.drift == "none":
+        raise ConfigError(f"drift must be one of {', '.join(d for d in DRIFTS if d != 'none')}")
+    world = build_world(settings.seed, settings.n_customers, settings.n_merchants)
+    rng = np.random.default_rng([config.seed, 2])
+    rate = config.stationary / (config.hours * 3600.0)
+    events = list(event_stream(world, config.stationary, rng, start, rate=rate, include_label=True))
+    drift_start = start + timedelta(seconds=config.stationary / rate)
+    events += event_stream(world, config.drifted, rng, drift_start, drift=config.drift, rate=rate, include_label=True)
+    return events
+
+
+def read_online(
+    settings: TrainingSettings,
+    specs: Sequence[FeatureSpec],
+    entity_fields: dict[str, str],
+    events: Sequence[dict[str, Any]],
+) -> list[dict[str, object]]:
+    """Per event, its store features by column name, read from the Feast online store."""
+    feast_specs = [s for s in specs if s.source == "feast" and s.ref]
+    refs = [s.ref for s in feast_specs if s.ref]
+    names = {s.ref.replace(":", "__", 1): s.name for s in feast_specs if s.ref}
+    keys = [tuple(str(e[field]) for field in entity_fields) for e in events]
+    distinct = list(dict.fromkeys(keys))
+    store = feature_store(settings)
+    values: dict[tuple[str, ...], dict[str, object]] = {}
+    for i in range(0, len(distinct), READ_CHUNK):
+        chunk = distinct[i : i + READ_CHUNK]
+        rows = [dict(zip(entity_fields.values(), key, strict=True)) for key in chunk]
+        columns = store.get_online_features(features=refs, entity_rows=rows, full_feature_names=True).to_dict()
+        for r, key in enumerate(chunk):
+            values[key] = {name: columns[full][r] for full, name in names.items()}
+    return [values[key] for key in keys]
+
+
+def _row(event: dict[str, Any], store_values: dict[str, object], specs: Sequence[FeatureSpec]) -> dict[str, object]:
+    request = {s.name: event.get(s.field) for s in specs if s.source == "request" and s.field}
+    return {**store_values, **request}
+
+
+def _evaluation(report: DriftReport, event: dict[str, Any], stationary: int) -> dict[str, Any]:
+    return {
+        "events": report.events_seen,
+        "after_drift": max(0, report.events_seen - stationary),
+        "window_drifted": max(0, min(report.window_events, report.events_seen - stationary)),
+        "event_time": event["event_time"],
+        "report": report.to_dict(),
+    }
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def summarize(run: dict[str, Any]) -> Iterator[str]:
+    """The printed summary of a run: false alarms, detection delays and the final evaluation."""
+    stationary = run["config"]["stationary"]
+    evaluations = [e for e in run["evaluations"] if e["report"]["ready"]]
+    before = [e for e in evaluations if e["events"] <= stationary]
+    after = [e for e in evaluations if e["events"] > stationary]
+    alarms = [e for e in before if e["report"]["flagged"]]
+    share = len(alarms) / len(before) if before else 0.0
+    yield (
+        f"stationary part: {len(alarms)}/{len(before)} evaluations with any flag ({share:.1%}; "
+        f"alpha {run['config']['alpha']:g}, min PSI {run['config'].get('min_psi', 0):g})"
+    )
+    by_name: dict[str, int] = {}
+    for e in alarms:
+        for name in e["report"]["flagged"]:
+            by_name[name] = by_name.get(name, 0) + 1
+    if by_name:
+        yield "  false alarms by column: " + ", ".join(f"{k} {v}" for k, v in sorted(by_name.items()))
+    yield f"drift {run['config']['drift']} from event {stationary} ({len(after)} evaluations after it):"
+    first: dict[str, int] = {}
+    flagged_count: dict[str, int] = {}
+    for e in after:
+        for name in e["report"]["flagged"]:
+            first.setdefault(name, e["after_drift"])
+            flagged_count[name] = flagged_count.get(name, 0) + 1
+    if not first:
+        yield "  nothing flagged after the drift started"
+    for name, delay in sorted(first.items(), key=lambda item: item[1]):
+        yield (
+            f"  {name}: first flagged {delay} events after the drift started; "
+            f"flagged in {flagged_count[name]}/{len(after)} evaluations after it"
+        )
+    final = run["evaluations"][-1]["report"] if run["evaluations"] else None
+    if final is None:
+        return
+    yield f"final evaluation at event {final['events_seen']} (window {final['window_events']}):"
+    yield f"  {'column':38} {'test':4} {'statistic':>9} {'p-value':>9} {'PSI':>7} {'missing':>7}  flagged"
+    for c in [*final["features"], *([final["score"]] if final["score"] else [])]:
+        test = c["statistic_name"] if c["tested"] else "-"
+        yield (
+            f"  {c['name']:38} {test:4} {_fmt(c['statistic'], '9.4f')} {_fmt(c['p_value'], '9.2e')} "
+            f"{_fmt(c['psi'], '7.4f')} {c['missing_rate']:7.2%}  {'YES' if c['flagged'] else ''}"
+        )
+
+
+def run(settings: TrainingSettings, config: SimulationConfig, out: Path | None) -> Iterator[str]:
+    """Simulate, monitor, print the summary, and write every evaluation to ``out``."""
+    started = time.perf_counter()
+    model = ModelRegistry(settings.registry_dir).load(settings.model_name, config.version)
+    meta = model.metadata
+    reference = meta.reference
+    strata = reference.get("strata", {}).get("feature")
+    yield (
+        f"model {meta.name} {meta.version}: reference sketch v{reference.get('version', '?')} "
+        f"(n={reference.get('n', 0)}; " + (f"strata by {strata})" if strata else "no time-of-day strata)")
+    )
+    start = config.start or default_start(datetime.now(UTC))
+    events = generate_events(settings, config, start)
+    t_read = time.perf_counter()
+    store_rows = read_online(settings, meta.features, meta.entity_fields, events)
+    read_s = time.perf_counter() - t_read
+    missing = sum(v is None for row in store_rows for v in row.values())
+    yield (
+        f"{len(events)} events ({config.stationary} stationary + {config.drifted} {config.drift}), event time "
+        f"{events[0]['event_time']} .. {events[-1]['event_time']}; online features read from Feast in {read_s:.1f}s "
+        f"({missing} missing values)"
+    )
+
+    monitor = DriftMonitor(
+        meta.features,
+        reference,
+        window_size=config.window,
+        alpha=config.alpha,
+        min_events=config.min_events,
+        min_psi=config.min_psi,
+    )
+    evaluations: list[dict[str, Any]] = []
+    observe_s: list[float] = []
+    evaluate_s: list[float] = []
+    labels: list[int] = []
+    scores_all: list[float] = []
+    next_evaluation = config.every
+    for i in range(0, len(events), config.batch):
+        batch = events[i : i + config.batch]
+        rows = [_row(e, v, meta.features) for e, v in zip(batch, store_rows[i : i + config.batch], strict=True)]
+        matrix = build_matrix(meta.features, rows)
+        scores = score_matrix(model.estimator, matrix)
+        t0 = time.perf_counter()
+        monitor.observe(matrix, scores)
+        observe_s.append(time.perf_counter() - t0)
+        scores_all += scores.tolist()
+        labels += [int(e["is_fraud"]) for e in batch]
+        while monitor.events_seen >= next_evaluation:
+            t1 = time.perf_counter()
+            report = monitor.evaluate()
+            evaluate_s.append(time.perf_counter() - t1)
+            evaluations.append(_evaluation(report, batch[-1], config.stationary))
+            next_evaluation += config.every
+
+    record: dict[str, Any] = {
+        "model": {"name": meta.name, "version": meta.version},
+        "config": {**asdict(config), "start": start.isoformat(), "version": meta.version},
+        "drift_start_event": config.stationary,
+        "strata": {
+            "feature": strata,
+            "edges": reference.get("strata", {}).get("edges", []),
+        },
+        "score_column": SCORE,
+        "timing": {
+            "observe_ms_per_batch": float(np.mean(observe_s) * 1e3) if observe_s else None,
+            "evaluate_ms": float(np.mean(evaluate_s) * 1e3) if evaluate_s else None,
+        },
+        "evaluations": evaluations,
+    }
+    yield from summarize(record)
+    y, s = np.asarray(labels), np.asarray(scores_all)
+    cut = config.stationary
+    yield (
+        f"fraud rate / mean score: stationary {y[:cut].mean():.2%} / {s[:cut].mean():.2%}, "
+        f"drifted {y[cut:].mean():.2%} / {s[cut:].mean():.2%}"
+    )
+    yield (
+        f"cost: observe {record['timing']['observe_ms_per_batch']:.3f} ms per batch of {config.batch}, "
+        f"evaluate {record['timing']['evaluate_ms']:.1f} ms; total {time.perf_counter() - started:.1f}s"
+    )
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, indent=1), encoding="utf-8")
+        yield f"evaluations -> {out}"
