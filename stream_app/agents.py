@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import faust
 
+from stream_app.adapters.drift_log import append_record, drift_log_path
 from stream_app.adapters.metrics import WorkerMetrics
 from stream_app.adapters.models import ModelHolder
 from stream_app.app import Topics
@@ -25,6 +28,21 @@ logger = logging.getLogger(__name__)
 
 MODEL_CHECK_INTERVAL_S = 5.0
 LAG_INTERVAL_S = 5.0
+
+
+def _guarded(name: str, body: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """Run a housekeeping timer so that its failure is logged and never stops the scoring agent."""
+
+    async def run() -> None:
+        try:
+            await body()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("%s failed; scoring goes on and the next tick retries", name)
+
+    run.__name__ = name
+    return run
 
 
 def _record(event: Any) -> RawRecord:
@@ -49,7 +67,7 @@ async def publish(topics: Topics, result: BatchResult) -> None:
 
 def register_agents(
     app: faust.App, topics: Topics, holder: ModelHolder, metrics: WorkerMetrics, clock: Clock,
-    batch_size: int, batch_window_s: float, drift_interval_s: float,
+    batch_size: int, batch_window_s: float, drift_interval_s: float, drift_log_home: Path | None = None,
 ) -> None:
     """Attach the scoring agent and the model-refresh timer to ``app``."""
 
@@ -70,6 +88,7 @@ def register_agents(
                 (acked_at - p.event_time.timestamp() for p in result.predictions),
             )
             metrics.observe_freshness(result.feature_ages, serving.view_ttls)
+            serving.freshness.observe(result.feature_ages)
             if result.scores.size:
                 serving.drift.observe(result.matrix, result.scores)  # a slice copy; tests run in evaluate_drift
 
@@ -89,8 +108,19 @@ def register_agents(
         # The statistics take tens of ms over a few thousand rows: keep them off the event loop.
         report = await asyncio.to_thread(serving.drift.evaluate)
         metrics.drift_evaluation_seconds.observe(clock.perf() - started)
-        if holder.current is serving:  # a swap meanwhile makes this report stale
-            metrics.observe_drift(report, serving.model.metadata.version)
+        if holder.current is not serving:  # a swap meanwhile makes this report stale
+            return
+        meta = serving.model.metadata
+        metrics.observe_drift(report, meta.version)
+        if drift_log_home is not None and report.window_events:
+            record = {
+                "events": report.events_seen,
+                "event_time": clock.now().isoformat(),
+                "report": report.to_dict(),
+                "freshness": serving.freshness.summary(serving.view_ttls),
+            }
+            path = drift_log_path(drift_log_home, meta.name, meta.version)
+            await asyncio.to_thread(append_record, path, record)
 
     async def report_lag() -> None:
         consumer = app.consumer
@@ -112,8 +142,8 @@ def register_agents(
         metrics.assigned_partitions.set(0)
 
     app.agent(topics.events, name="score_events", concurrency=1)(score_events)
-    app.timer(MODEL_CHECK_INTERVAL_S)(refresh_model)
-    app.timer(LAG_INTERVAL_S)(report_lag)
-    app.timer(drift_interval_s)(evaluate_drift)
+    app.timer(MODEL_CHECK_INTERVAL_S)(_guarded("refresh_model", refresh_model))
+    app.timer(LAG_INTERVAL_S)(_guarded("report_lag", report_lag))
+    app.timer(drift_interval_s)(_guarded("evaluate_drift", evaluate_drift))
     app.on_partitions_assigned.connect(on_assigned)
     app.on_partitions_revoked.connect(on_revoked)

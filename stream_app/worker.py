@@ -42,7 +42,8 @@ def build_worker(settings: WorkerSettings) -> faust.Worker:
     app, topics = create_app(settings)
     clock = Clock(now=lambda: datetime.now(UTC), perf=time.perf_counter)
     register_agents(
-        app, topics, holder, metrics, clock, settings.batch_size, settings.batch_window_s, settings.drift_interval_s
+        app, topics, holder, metrics, clock, settings.batch_size, settings.batch_window_s, settings.drift_interval_s,
+        drift_log_home=settings.home,
     )
     return faust.Worker(app, loglevel=settings.log_level, quiet=True)
 

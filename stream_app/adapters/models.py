@@ -12,6 +12,7 @@ from driftline.registry import LoadedModel, ModelMetadata, ModelRegistry
 from driftline.settings import WorkerSettings
 from stream_app.adapters.feature_store import FeastOnlineReader, check_model_against_store
 from stream_app.core.drift import DriftMonitor
+from stream_app.core.freshness import FreshnessWindow
 from stream_app.core.validation import EventRules
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ class ServingModel:
     reader: FeastOnlineReader
     view_ttls: dict[str, float]  # feature view -> TTL in seconds (0 = none)
     drift: DriftMonitor  # this version's inputs and scores against this version's reference
+    freshness: FreshnessWindow  # ages of store values over the same number of recent events
 
 
 def view_ttls(store: Any, metadata: ModelMetadata) -> dict[str, float]:
@@ -61,7 +63,8 @@ class ModelHolder:
             min_psi=self._settings.drift_min_psi,
         )
         return ServingModel(
-            model=model, rules=rules, reader=reader, view_ttls=view_ttls(self._store, meta), drift=drift
+            model=model, rules=rules, reader=reader, view_ttls=view_ttls(self._store, meta), drift=drift,
+            freshness=FreshnessWindow(self._settings.drift_window),
         )
 
     async def refresh(self) -> bool | None:

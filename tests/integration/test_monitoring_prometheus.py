@@ -257,3 +257,10 @@ def test_every_dashboard_and_alert_query_returns_series(
         if not prometheus.query(query) and not exempt:
             failures.append(f"{where}: no series for {query}")
     assert not failures, "\n".join(failures) + f"\n--- worker metrics ---\n{worker.scrape()[:3000]}"
+
+    # The worker also logs each evaluation, with freshness, for `driftline drift report`.
+    logs = list((Path(topics.env["DRIFTLINE_HOME"]) / "drift").glob("fraud-*.jsonl"))
+    assert logs, "the worker wrote no drift log"
+    records = [json.loads(line) for line in logs[0].read_text().splitlines()]
+    assert records[-1]["report"]["window_events"] > 0
+    assert {"customer_stats", "merchant_stats"} <= set(records[-1]["freshness"])
