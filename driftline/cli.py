@@ -189,13 +189,35 @@ def drift_simulate(
 
 @drift_app.command("report")
 def drift_report(
-    input: Annotated[Path, typer.Option("--input", help="JSON written by `driftline drift simulate --out`.")],
+    input: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            help="JSON of `driftline drift simulate --out`, or a worker's drift log (drift/<model>-<version>.jsonl).",
+        ),
+    ] = None,
+    latest: Annotated[
+        bool, typer.Option("--latest", help="Use the newest worker drift log under $DRIFTLINE_HOME/drift.")
+    ] = False,
+    model_version: Annotated[
+        str | None,
+        typer.Option(help="Model version of a worker log (default: from its file name); with --latest, its log."),
+    ] = None,
+    x_axis: Annotated[
+        str,
+        typer.Option(help="auto, events or time; auto: events seen, or time when a worker log's count restarts."),
+    ] = "auto",
     output: Annotated[Path, typer.Option("--output", help="HTML file to write.")] = Path("drift-report.html"),
 ) -> None:
-    """Render a simulation run as a self-contained HTML page (inline SVG)."""
-    from training.drift_report import write_report
+    """Render a simulation run or a running worker's drift log as a self-contained HTML page (inline SVG)."""
+    from driftline.errors import ConfigError
+    from driftline.settings import TrainingSettings
+    from training.drift_report import latest_log, write_report
 
-    typer.echo(write_report(input, output))
+    if (input is None) == (not latest):
+        raise ConfigError("give either --input FILE or --latest")
+    source = input if input is not None else latest_log(TrainingSettings().home, model_version)
+    typer.echo(write_report(source, output, model_version, x_axis))
 
 
 # --- streaming ------------------------------------------------------------------------------------
@@ -320,6 +342,24 @@ def faults(
     typer.echo(TABLE_HEADER)
     for result in run_all(scenario, count=count, rate=rate):
         typer.echo(result.row())
+
+
+@app.command("soak")
+def soak(
+    minutes: Annotated[float, typer.Option(help="How long to stream.")] = 3.0,
+    rate: Annotated[float, typer.Option(help="Events per second.")] = 200.0,
+    every: Annotated[float, typer.Option(help="Seconds between samples.")] = 15.0,
+) -> None:
+    """Stream steadily through one worker on throwaway services; print memory and latency over time."""
+    from driftline.scenarios import soak as run_soak
+
+    typer.echo("| elapsed s | scored | worker RSS MB | e2e mean ms | e2e p99 ms (bucket bound) |")
+    typer.echo("|---:|---:|---:|---:|---:|")
+    for sample in run_soak(minutes, rate, every):
+        typer.echo(
+            f"| {sample.elapsed_s:.0f} | {sample.scored_total} | {sample.rss_mb:.1f} | "
+            f"{sample.e2e_mean_ms:.1f} | {sample.e2e_p99_ms:.0f} |"
+        )
 
 
 def main() -> None:

@@ -161,7 +161,7 @@ class Publisher(threading.Thread):
         world = build_world(self.settings.seed, self.settings.n_customers, self.settings.n_merchants)
         rng = np.random.default_rng()
         events = event_stream(world, self.count, rng, start_time=utc_now(), rate=max(self.rate, 1.0))
-        bad = iter(invalid_events(rng, self.count // self.invalid_every + 1))
+        bad = iter(invalid_events(rng, self.count // self.invalid_every + 1 if self.invalid_every else 0))
         producer = KafkaProducer(
             **self.settings.kafka_python_config(), acks="all", linger_ms=5, enable_idempotence=False,
             retries=2_000_000_000, delivery_timeout_ms=180_000, request_timeout_ms=15_000,
@@ -323,3 +323,72 @@ def run_all(names: list[str] | None = None, count: int = 2000, rate: float = 200
             if names and name not in names:
                 continue
             yield run_scenario(served, name, fault, count=count, rate=rate, worker_env=extra)
+
+
+# --- soak -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SoakSample:
+    """One interval of a soak run, read from the worker's /proc entry and its metrics."""
+
+    elapsed_s: float
+    scored_total: int
+    rss_mb: float
+    e2e_mean_ms: float  # mean end-to-end latency of the events handled in this interval
+    e2e_p99_ms: float  # from the histogram's bucket deltas: an upper bound at bucket resolution
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _buckets(page: str, name: str) -> list[tuple[float, float]]:
+    out = []
+    for line in page.splitlines():
+        if line.startswith(f"{name}_bucket{{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+    return sorted(out)
+
+
+def _p99_of_delta(before: list[tuple[float, float]], after: list[tuple[float, float]]) -> float:
+    deltas = [(le, a - b) for (le, a), (_, b) in zip(after, before, strict=True)]
+    total = deltas[-1][1] if deltas else 0.0
+    for le, cumulative in deltas:
+        if total and cumulative >= 0.99 * total:
+            return le
+    return float("nan")
+
+
+def soak(minutes: float, rate: float, sample_every_s: float = 15.0) -> Iterator[SoakSample]:
+    """Stream at a steady ``rate`` for ``minutes`` through one worker, sampling memory and latency."""
+    name = "driftline_end_to_end_latency_seconds"
+    with world() as served:
+        env = served.topic_env()
+        from producers.admin import ensure_topics
+
+        list(ensure_topics(ProducerSettings(**env)))  # type: ignore[arg-type]
+        worker = served.start_worker(env)
+        worker.wait_assigned()
+        assert worker.popen is not None
+        publisher = Publisher(env, int(minutes * 60 * rate), rate, invalid_every=0)
+        started = time.monotonic()
+        publisher.start()
+        page = worker.scrape()
+        while publisher.is_alive():
+            time.sleep(sample_every_s)
+            now_page = worker.scrape()
+            count = metric_value(now_page, f"{name}_count") - metric_value(page, f"{name}_count")
+            total = metric_value(now_page, f"{name}_sum") - metric_value(page, f"{name}_sum")
+            yield SoakSample(
+                elapsed_s=time.monotonic() - started,
+                scored_total=int(metric_value(now_page, "driftline_events_processed_total", {"outcome": "scored"})),
+                rss_mb=_rss_mb(worker.popen.pid),
+                e2e_mean_ms=1000 * total / count if count else float("nan"),
+                e2e_p99_ms=1000 * _p99_of_delta(_buckets(page, name), _buckets(now_page, name)),
+            )
+            page = now_page

@@ -26,6 +26,7 @@ def build_worker(settings: WorkerSettings) -> faust.Worker:
     """Wire everything; raises DriftlineError when no servable model can be loaded."""
     from feature_repo.store import feature_store
 
+    logger.info("settings: %r", settings)  # secrets print as '**********'
     store = feature_store(settings)
     holder = ModelHolder(settings, store)
     meta = holder.current.model.metadata

@@ -1,0 +1,171 @@
+"""The drift report page from a worker's drift log and from a simulation run (pure; no services)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from driftline.errors import ConfigError
+from driftline.registry import FeatureSpec
+from stream_app.core.drift import DriftMonitor
+from stream_app.core.freshness import FreshnessWindow
+from training.drift_report import _ticks, latest_log, load_run, render, worker_run, write_report
+from training.drift_sim import feature_ages
+from training.reference import build_reference
+
+SPECS = [
+    FeatureSpec(name="amount", source="request", field="amount"),
+    FeatureSpec(name="channel", source="request", field="channel", kind="categorical", categories=["a", "b", "c"]),
+    FeatureSpec(name="customer_stats__txn_count_7d", source="feast", ref="customer_stats:txn_count_7d"),
+]
+TTLS = {"customer_stats": 3 * 86_400.0}
+START = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+
+
+def _draw(rng: np.random.Generator, n: int, amount_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    amount = rng.lognormal(3.0, 0.5, n) * amount_scale
+    channel = rng.choice(3, n, p=[0.2, 0.7, 0.1]).astype(float)
+    count = rng.poisson(5, n).astype(float)
+    score = 1 / (1 + np.exp(-(np.log(amount) - 4)))
+    return np.column_stack([amount, channel, count]), score
+
+
+@pytest.fixture(scope="module")
+def evaluations() -> list[dict[str, Any]]:
+    """Three evaluations as the worker logs them; the amount shifts before the third."""
+    rng = np.random.default_rng(1)
+    reference = build_reference(SPECS, *_draw(rng, 5_000), seed=3)
+    monitor = DriftMonitor(SPECS, reference, window_size=400, min_events=100)
+    freshness = FreshnessWindow(400)
+    out = []
+    for k, scale in enumerate((1.0, 1.0, 3.0)):
+        monitor.observe(*_draw(rng, 400, scale))
+        freshness.observe({"customer_stats": list(rng.uniform(3_600.0, 7_200.0 * (k + 1), 400))})
+        report = monitor.evaluate()
+        out.append({
+            "events": report.events_seen,
+            "event_time": (START + timedelta(seconds=30 * k)).isoformat(),
+            "report": report.to_dict(),
+            "freshness": freshness.summary(TTLS),
+        })
+    return out
+
+
+@pytest.fixture
+def worker_log(tmp_path: Path, evaluations: list[dict[str, Any]]) -> Path:
+    path = tmp_path / "drift" / "fraud-20261122T082153Z.jsonl"
+    path.parent.mkdir()
+    path.write_text("".join(json.dumps(e) + "\n" for e in evaluations), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def simulation(tmp_path: Path, evaluations: list[dict[str, Any]]) -> Path:
+    stationary = evaluations[1]["events"]
+    run = {
+        "model": {"name": "fraud", "version": "v3"},
+        "config": {
+            "stationary": stationary, "drifted": 400, "drift": "amount_shift", "window": 400, "every": 400,
+            "alpha": 0.01, "min_events": 100, "min_psi": 0.1, "batch": 200, "hours": 24.0, "seed": 11,
+            "start": "2026-11-21T12:00:00+00:00", "version": "v3",
+        },
+        "drift_start_event": stationary,
+        "evaluations": [
+            {**e, "after_drift": max(0, e["events"] - stationary), "window_drifted": 0} for e in evaluations
+        ],
+    }
+    path = tmp_path / "drift-amount_shift.json"
+    path.write_text(json.dumps(run, indent=1), encoding="utf-8")
+    return path
+
+
+def assert_page(page: str) -> None:
+    """The freshness section, one section per column and the score, and nothing fetched from elsewhere."""
+    assert '<section id="freshness"><h2>Freshness' in page
+    assert "<h3>customer_stats</h3>" in page
+    assert "TTL 72 h" in page and "share older than the TTL" in page
+    for spec in SPECS:
+        assert f"<section><h2>{spec.name} " in page
+    assert "<section><h2>score (prediction drift)" in page
+    assert not re.search(r"https?://", page)
+    assert "<script" not in page and "<link" not in page and "<img" not in page
+
+
+def test_worker_log_renders_without_a_drift_start(worker_log: Path, tmp_path: Path) -> None:
+    target = tmp_path / "report.html"
+    line = write_report(worker_log, target)
+    assert "3 evaluations (worker" in line
+    page = target.read_text(encoding="utf-8")
+    assert_page(page)
+    assert "fraud 20261122T082153Z, running worker" in page  # name and version from the file name
+    assert "window 400 events" in page and "alpha 0.01" in page  # config from the records
+    assert "drift starts" not in page
+    assert '<span class="flag">flagged at the end</span>' in page  # the shifted amount
+
+
+def test_simulation_renders_with_the_drift_start(simulation: Path, tmp_path: Path) -> None:
+    target = tmp_path / "report.html"
+    write_report(simulation, target)
+    page = target.read_text(encoding="utf-8")
+    assert_page(page)
+    assert "drift starts" in page
+    assert "fraud v3, amount_shift after 800 stationary events" in page
+
+
+def test_a_log_is_recognised_by_content_and_a_torn_line_is_skipped(worker_log: Path, tmp_path: Path) -> None:
+    renamed = tmp_path / "copied.log"
+    renamed.write_text(worker_log.read_text(encoding="utf-8") + '{"events": 12', encoding="utf-8")
+    run = load_run(renamed, model_version="v9")
+    assert run["source"] == "worker"
+    assert run["skipped_lines"] == 1
+    assert run["model"] == {"name": "copied", "version": "v9"}
+    assert len(run["evaluations"]) == 3
+
+
+def test_an_empty_log_is_an_error_not_a_blank_page(tmp_path: Path) -> None:
+    empty = tmp_path / "fraud-v1.jsonl"
+    empty.touch()
+    with pytest.raises(ConfigError, match="no evaluations"):
+        load_run(empty)
+
+
+def test_a_restarted_worker_is_drawn_against_time(evaluations: list[dict[str, Any]]) -> None:
+    restarted = [*evaluations, {**evaluations[0], "event_time": (START + timedelta(minutes=5)).isoformat()}]
+    run = worker_run(restarted, "fraud", "v1", log="fraud-v1.jsonl")
+    page = render(run)
+    assert "x-axis: the worker&#x27;s clock (UTC)" in page
+    assert "11-22 08:05 UTC" in page
+    assert "restarted 1 time(s)" in page
+    assert "x-axis: events seen" in render(run, "events")
+
+
+def test_latest_picks_the_newest_log(tmp_path: Path) -> None:
+    (tmp_path / "drift").mkdir()
+    old, new = tmp_path / "drift" / "fraud-v1.jsonl", tmp_path / "drift" / "fraud-v2.jsonl"
+    old.touch()
+    new.touch()
+    os.utime(old, (1_000_000_000, 1_000_000_000))
+    assert latest_log(tmp_path) == new
+    assert latest_log(tmp_path, "v1") == old
+    with pytest.raises(ConfigError, match="no drift log"):
+        latest_log(tmp_path, "v3")
+
+
+def test_simulated_ages_are_relative_to_each_event_time() -> None:
+    events = [{"event_time": "2026-11-22T10:00:00Z"}, {"event_time": "2026-11-22T06:00:00Z"}]
+    stamp = datetime(2026, 11, 22, 8, 0, tzinfo=UTC).timestamp()
+    ages = feature_ages(events, [{"customer_stats": stamp}, {"customer_stats": stamp, "merchant_stats": stamp}])
+    assert ages == {"customer_stats": [7_200.0, -7_200.0], "merchant_stats": [-7_200.0]}
+
+
+def test_ticks_are_round_and_cover_the_range() -> None:
+    assert _ticks(0.0, 0.401) == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    assert _ticks(-19.8, 76.0) == [-20, 0, 20, 40, 60, 80]
+    assert _ticks(0.0, 0.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
