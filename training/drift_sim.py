@@ -4,10 +4,15 @@ Events come from the seeded world of ``producers.generator`` (as ``driftline pro
 store features from the Feast *online* store (the values the worker reads), the matrix from
 ``driftline.features.build_matrix`` and scores from the registered model, batch by batch as in the
 worker; a :class:`~stream_app.core.drift.DriftMonitor` observes every batch and is evaluated every
-``every`` events. The run (every evaluation) is written as JSON for ``driftline drift report``.
+``every`` events. The age of the store's values (event time minus the view's feature timestamp)
+goes through a :class:`~stream_app.core.freshness.FreshnessWindow` as in the worker, and each
+evaluation carries its summary. The run (every evaluation) is written as JSON for
+``driftline drift report``.
 
 Event time is compressed: the stationary part spans ``hours`` of event time (a whole day by
-default, so windows of night traffic are part of the test for false alarms).
+default, so windows of night traffic are part of the test for false alarms). Event time is also
+synthetic while the store's timestamps are those of the last materialization, so ages can be
+negative (values stamped after the event) early in a run.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from feast.online_response import TIMESTAMP_POSTFIX
 
 from driftline.errors import ConfigError
 from driftline.features import build_matrix
@@ -29,7 +35,10 @@ from driftline.registry import FeatureSpec, ModelRegistry
 from driftline.settings import TrainingSettings
 from feature_repo.store import feature_store
 from producers.generator import DRIFTS, Drift, build_world, event_stream
+from stream_app.adapters.models import view_ttls
 from stream_app.core.drift import SCORE, DriftMonitor, DriftReport
+from stream_app.core.freshness import FreshnessWindow
+from stream_app.core.pipeline import OnlineRows
 from stream_app.core.scoring import score_matrix
 
 logger = logging.getLogger(__name__)
@@ -77,26 +86,47 @@ def generate_events(settings: TrainingSettings, config: SimulationConfig, start:
 
 
 def read_online(
-    settings: TrainingSettings,
+    store: Any,
     specs: Sequence[FeatureSpec],
     entity_fields: dict[str, str],
     events: Sequence[dict[str, Any]],
-) -> list[dict[str, object]]:
-    """Per event, its store features by column name, read from the Feast online store."""
+) -> OnlineRows:
+    """Per event, its store features by column name and per view their timestamp, from the Feast online store."""
     feast_specs = [s for s in specs if s.source == "feast" and s.ref]
     refs = [s.ref for s in feast_specs if s.ref]
     names = {s.ref.replace(":", "__", 1): s.name for s in feast_specs if s.ref}
+    # All features of a view share its timestamp: read it from the view's first feature (as the worker does).
+    stamp_columns = {
+        str(s.feature_view): s.ref.replace(":", "__", 1) + TIMESTAMP_POSTFIX for s in reversed(feast_specs) if s.ref
+    }
     keys = [tuple(str(e[field]) for field in entity_fields) for e in events]
     distinct = list(dict.fromkeys(keys))
-    store = feature_store(settings)
     values: dict[tuple[str, ...], dict[str, object]] = {}
+    stamps: dict[tuple[str, ...], dict[str, float]] = {}
     for i in range(0, len(distinct), READ_CHUNK):
         chunk = distinct[i : i + READ_CHUNK]
         rows = [dict(zip(entity_fields.values(), key, strict=True)) for key in chunk]
-        columns = store.get_online_features(features=refs, entity_rows=rows, full_feature_names=True).to_dict()
+        response = store.get_online_features(features=refs, entity_rows=rows, full_feature_names=True)
+        columns = response.to_dict(include_event_timestamps=True)
         for r, key in enumerate(chunk):
             values[key] = {name: columns[full][r] for full, name in names.items()}
-    return [values[key] for key in keys]
+            # 0 when the store has no row for the entity: no age then, as in the worker.
+            stamps[key] = {view: float(columns[col][r]) for view, col in stamp_columns.items() if columns[col][r]}
+    return OnlineRows(values=[values[key] for key in keys], view_timestamps=[stamps[key] for key in keys])
+
+
+def feature_ages(events: Sequence[dict[str, Any]], stamps: Sequence[dict[str, float]]) -> dict[str, list[float]]:
+    """Per feature view, the age (seconds) of each event's store values at the event's time."""
+    ages: dict[str, list[float]] = {}
+    for event, row in zip(events, stamps, strict=True):
+        at = _epoch(event["event_time"])
+        for view, stamp in row.items():
+            ages.setdefault(view, []).append(at - stamp)
+    return ages
+
+
+def _epoch(event_time: str) -> float:
+    return datetime.fromisoformat(event_time).timestamp()
 
 
 def _row(event: dict[str, Any], store_values: dict[str, object], specs: Sequence[FeatureSpec]) -> dict[str, object]:
@@ -104,18 +134,23 @@ def _row(event: dict[str, Any], store_values: dict[str, object], specs: Sequence
     return {**store_values, **request}
 
 
-def _evaluation(report: DriftReport, event: dict[str, Any], stationary: int) -> dict[str, Any]:
+def _evaluation(
+    report: DriftReport, event: dict[str, Any], stationary: int, freshness: dict[str, dict[str, float]]
+) -> dict[str, Any]:
+    # "events", "event_time", "report" and "freshness" are also the keys of the worker's drift log.
     return {
         "events": report.events_seen,
         "after_drift": max(0, report.events_seen - stationary),
         "window_drifted": max(0, min(report.window_events, report.events_seen - stationary)),
         "event_time": event["event_time"],
         "report": report.to_dict(),
+        "freshness": freshness,
     }
 
 
 def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+    width = spec.split(".", 1)[0]
+    return "-".rjust(int(width) if width.isdigit() else 1) if value is None else format(value, spec)
 
 
 def summarize(run: dict[str, Any]) -> Iterator[str]:
@@ -150,9 +185,13 @@ def summarize(run: dict[str, Any]) -> Iterator[str]:
             f"  {name}: first flagged {delay} events after the drift started; "
             f"flagged in {flagged_count[name]}/{len(after)} evaluations after it"
         )
-    final = run["evaluations"][-1]["report"] if run["evaluations"] else None
-    if final is None:
-        return
+    if run["evaluations"]:
+        yield from final_lines(run["evaluations"][-1])
+
+
+def final_lines(evaluation: dict[str, Any]) -> Iterator[str]:
+    """The last evaluation as a table, then the freshness of the store's values at that point."""
+    final = evaluation["report"]
     yield f"final evaluation at event {final['events_seen']} (window {final['window_events']}):"
     yield f"  {'column':38} {'test':4} {'statistic':>9} {'p-value':>9} {'PSI':>7} {'missing':>7}  flagged"
     for c in [*final["features"], *([final["score"]] if final["score"] else [])]:
@@ -160,6 +199,15 @@ def summarize(run: dict[str, Any]) -> Iterator[str]:
         yield (
             f"  {c['name']:38} {test:4} {_fmt(c['statistic'], '9.4f')} {_fmt(c['p_value'], '9.2e')} "
             f"{_fmt(c['psi'], '7.4f')} {c['missing_rate']:7.2%}  {'YES' if c['flagged'] else ''}"
+        )
+    freshness = evaluation.get("freshness") or {}
+    if freshness:
+        yield "freshness of the store's values over the window (age when scored):"
+    for view, f in freshness.items():
+        ttl = f"TTL {f['ttl_s'] / 3600:.0f} h" if f["ttl_s"] else "no TTL"
+        yield (
+            f"  {view:38} p50 {f['p50_s'] / 3600:6.1f} h, p99 {f['p99_s'] / 3600:6.1f} h, {ttl}, "
+            f"older than TTL {f['stale_share']:.1%} of {f['events']:.0f} events"
         )
 
 
@@ -177,7 +225,10 @@ def run(settings: TrainingSettings, config: SimulationConfig, out: Path | None) 
     start = config.start or default_start(datetime.now(UTC))
     events = generate_events(settings, config, start)
     t_read = time.perf_counter()
-    store_rows = read_online(settings, meta.features, meta.entity_fields, events)
+    store = feature_store(settings)
+    online = read_online(store, meta.features, meta.entity_fields, events)
+    ttls = view_ttls(store, meta)
+    store_rows, stamps = online.values, online.view_timestamps
     read_s = time.perf_counter() - t_read
     missing = sum(v is None for row in store_rows for v in row.values())
     yield (
@@ -194,6 +245,7 @@ def run(settings: TrainingSettings, config: SimulationConfig, out: Path | None) 
         min_events=config.min_events,
         min_psi=config.min_psi,
     )
+    freshness = FreshnessWindow(config.window)  # the worker keeps as many ages as its drift window
     evaluations: list[dict[str, Any]] = []
     observe_s: list[float] = []
     evaluate_s: list[float] = []
@@ -208,13 +260,14 @@ def run(settings: TrainingSettings, config: SimulationConfig, out: Path | None) 
         t0 = time.perf_counter()
         monitor.observe(matrix, scores)
         observe_s.append(time.perf_counter() - t0)
+        freshness.observe(feature_ages(batch, stamps[i : i + config.batch]))
         scores_all += scores.tolist()
         labels += [int(e["is_fraud"]) for e in batch]
         while monitor.events_seen >= next_evaluation:
             t1 = time.perf_counter()
             report = monitor.evaluate()
             evaluate_s.append(time.perf_counter() - t1)
-            evaluations.append(_evaluation(report, batch[-1], config.stationary))
+            evaluations.append(_evaluation(report, batch[-1], config.stationary, freshness.summary(ttls)))
             next_evaluation += config.every
 
     record: dict[str, Any] = {

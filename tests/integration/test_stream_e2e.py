@@ -185,3 +185,51 @@ def test_promoting_a_new_version_swaps_the_model_without_a_restart(
     assert {versions[str(e["event_id"])] for e in events} == {old.metadata.version}
     assert {versions[str(e["event_id"])] for e in more} == {new_meta.version}
     assert worker.popen is not None and worker.popen.poll() is None, "the worker restarted"
+
+
+def test_worker_refuses_a_model_its_feature_service_cannot_supply(
+    served_world: ServedWorld, start_worker: Callable[..., WorkerProcess], tmp_path
+) -> None:
+    from driftline.registry import METADATA_FILE, FeatureSpec
+
+    registry_dir = tmp_path / "models"
+    shutil.copytree(served_world.home / "models", registry_dir)
+    registry = ModelRegistry(registry_dir)
+    version = registry.production_version("fraud")
+    assert version is not None
+    meta = registry.read_metadata("fraud", version)
+    wanting = meta.model_copy(update={"features": [
+        *meta.features, FeatureSpec(name="customer_stats__shoe_size", source="feast", ref="customer_stats:shoe_size"),
+    ]})
+    (registry_dir / "fraud" / version / METADATA_FILE).write_text(wanting.model_dump_json())
+
+    worker = start_worker(DRIFTLINE_MODEL_REGISTRY=str(registry_dir))
+    assert worker.popen is not None
+    assert worker.popen.wait(timeout=120) == 2
+    log = worker.log_tail(50)
+    assert "does not supply: customer_stats:shoe_size" in log
+
+
+def test_a_refused_swap_keeps_the_old_version_serving(
+    topics: TopicSet, start_worker: Callable[..., WorkerProcess], served_world: ServedWorld, tmp_path
+) -> None:
+    registry_dir = tmp_path / "models"
+    shutil.copytree(served_world.home / "models", registry_dir)
+    registry = ModelRegistry(registry_dir)
+    old = registry.load("fraud")
+    worker = start_worker(DRIFTLINE_MODEL_REGISTRY=str(registry_dir))
+    worker.wait_assigned()
+
+    broken = registry.save(old.estimator, old.metadata.model_copy(update={"version": "99990101T000000Z"}))
+    artifact = registry_dir / "fraud" / broken.version / ARTIFACT_FILE
+    artifact.write_bytes(artifact.read_bytes()[:-10])  # truncated: checksum mismatch
+    registry.promote("fraud", broken.version)
+    deadline = time.monotonic() + 30
+    while metric_value(worker.scrape(), "driftline_model_reloads_total", {"result": "refused"}) < 1:
+        assert time.monotonic() < deadline, "the bad version was not refused"
+        time.sleep(0.5)
+    events, _ = publish(topics, valid=20, invalid=0, seed=4)
+    got = read_outputs(topics, len(events), 0)
+    versions = {Prediction.model_validate_json(v).model_version for v in got.values(topics.kafka().predictions_topic)}
+    assert versions == {old.metadata.version}
+    assert "refusing to load it" in worker.log_tail(200)
