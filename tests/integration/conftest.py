@@ -9,17 +9,10 @@ from pathlib import Path
 import pytest
 
 from driftline.runner import WorkerProcess
+from driftline.scenarios import SMALL_WORLD
 from driftline.settings import KafkaSettings, ProducerSettings, TrainingSettings
 from driftline.stack import free_port
 from producers.admin import ensure_topics
-
-SMALL_WORLD = {
-    "DRIFTLINE_SEED": "11",
-    "DRIFTLINE_N_CUSTOMERS": "300",
-    "DRIFTLINE_N_MERCHANTS": "60",
-    "DRIFTLINE_N_TRANSACTIONS": "8000",
-    "DRIFTLINE_HISTORY_DAYS": "20",
-}
 
 
 @dataclass(frozen=True)

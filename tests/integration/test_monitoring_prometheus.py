@@ -10,9 +10,7 @@ Prometheus, so a misspelt name hidden behind ``or vector(0)`` or a ratio still f
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -30,6 +28,7 @@ from kafka import KafkaProducer
 from driftline.runner import WorkerProcess, metric_value
 from driftline.stack import free_port
 from monitoring import DATASOURCE_UID, WORKER_JOB
+from tests.support import require_binary
 
 from .conftest import TopicSet
 from .test_stream_e2e import publish
@@ -50,16 +49,6 @@ METRIC_NAME = re.compile(r"\b(driftline_[a-z0-9_]+|up)\b(?!\s*\()")
 # Grafana's interval variables, replaced by a window that holds many 1 s scrapes.
 GRAFANA_VARIABLE = re.compile(r"\$__(rate_interval|interval|range)\b")
 SCRAPE_INTERVAL = "1s"
-
-
-def require_binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not found on PATH (apt-get install prometheus)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 class PrometheusProcess:

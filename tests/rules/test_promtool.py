@@ -6,8 +6,6 @@ CI is a failure; on a developer machine without it these tests are skipped with 
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,19 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support import require_binary
+
 ROOT = Path(__file__).resolve().parents[2]
 RULE_FILES = [ROOT / "prometheus" / "alerts.yml"]
 RULE_TESTS = sorted(Path(__file__).parent.glob("*_test.yml"))
-
-
-def require_binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not found on PATH (apt-get install prometheus)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
