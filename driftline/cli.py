@@ -362,6 +362,33 @@ def soak(
         )
 
 
+@app.command("bench")
+def bench(
+    workers: Annotated[int, typer.Option(min=1, max=8, help="Worker processes per contender.")] = 1,
+    smoke: Annotated[bool, typer.Option("--smoke", help="Tiny counts (CI): checks the plumbing, not speed.")] = False,
+    drain_events: Annotated[int | None, typer.Option(help="Backlog drained to measure max throughput.")] = None,
+    phase_seconds: Annotated[float | None, typer.Option(help="Seconds of each fixed-load latency step.")] = None,
+    out_dir: Annotated[Path, typer.Option(help="Folder for the JSON and PNG results.")] = Path("var/bench"),
+) -> None:
+    """Measure naive Faust, driftline and a raw asyncio floor on one throwaway stack; print ratios."""
+    import dataclasses
+    import signal
+    import sys
+
+    from benchmarks.run import BenchConfig, run_bench
+
+    # SIGTERM unwinds like an exception, so the throwaway broker, Redis and workers are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    config = BenchConfig.smoke_run(workers) if smoke else BenchConfig(workers=workers)
+    if drain_events is not None:
+        config = dataclasses.replace(config, drain_events=drain_events)
+    if phase_seconds is not None:
+        config = dataclasses.replace(config, phase_seconds=phase_seconds)
+    report, json_path, png_path = run_bench(config, out_dir)
+    typer.echo(report.table())
+    typer.echo(f"\nresults: {json_path}\nplot:    {png_path}")
+
+
 def main() -> None:
     """Entry point of the ``driftline`` console script; a DriftlineError exits 1 with its message."""
     import warnings

@@ -1,0 +1,218 @@
+"""Read Feast's Redis online store directly: the keys, hash fields and value encoding Feast uses.
+
+Feast's Redis store (``feast/infra/online_stores/redis.py``) keeps one hash per entity key:
+
+* key: ``serialize_entity_key(entity_key, version 3) + project`` where version 3 is
+  ``<I n_keys`` then per join key ``<I STRING, <I len, name`` then per value ``<I type, <I len, bytes``
+  (join keys sorted by name);
+* fields: ``murmur3_32("<view>:<feature>")`` as 4 little-endian bytes, plus ``_ts:<view>``;
+* values: a serialized ``feast.types.Value`` protobuf, one scalar field set.
+
+The raw floor computes keys once per entity and decodes values with :func:`decode_value`, so it
+needs neither Feast nor protobuf at run time. The parity test checks this against Feast itself.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from driftline.registry import ModelMetadata
+
+#: feast ValueType codes used in entity keys (feast/value_type.py).
+_VALUE_TYPE_BYTES = 1
+_VALUE_TYPE_STRING = 2
+
+
+def serialize_entity_key(join_keys: Mapping[str, str]) -> bytes:
+    """Feast's entity key serialization, version 3, for string join keys."""
+    pairs = sorted(join_keys.items())
+    out = [struct.pack("<I", len(pairs))]
+    for name, _ in pairs:
+        encoded = name.encode("utf8")
+        out += [struct.pack("<II", _VALUE_TYPE_STRING, len(encoded)), encoded]
+    for _, value in pairs:
+        encoded = value.encode("utf8")
+        out += [struct.pack("<II", _VALUE_TYPE_STRING, len(encoded)), encoded]
+    return b"".join(out)
+
+
+def redis_key(project: str, join_keys: Mapping[str, str]) -> bytes:
+    """The Redis key of an entity's hash: serialized entity key, then the project name."""
+    return serialize_entity_key(join_keys) + project.encode("utf8")
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _signed64(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _signed32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def decode_value(raw: bytes | None) -> object:
+    """Decode a serialized scalar ``feast.types.Value`` into the Python value Feast's ``to_dict`` gives.
+
+    None or an empty message (Feast's null) is None. List, map and set values are refused: the
+    floor serves scalar features only, and saying so beats returning a wrong value.
+    """
+    if not raw:
+        return None
+    tag, pos = _varint(raw, 0)
+    number, wire = tag >> 3, tag & 7
+    if wire == 0:  # varint: int32 (3), int64 (4), bool (7), unix timestamp (8), null (19)
+        value, _ = _varint(raw, pos)
+        if number == 3:
+            return _signed32(value)
+        if number in (4, 8):
+            return _signed64(value)
+        if number == 7:
+            return bool(value)
+        if number == 19:
+            return None
+    elif wire == 1 and number == 5:  # double
+        return float(struct.unpack_from("<d", raw, pos)[0])
+    elif wire == 5 and number == 6:  # float
+        return float(struct.unpack_from("<f", raw, pos)[0])
+    elif wire == 2:
+        length, pos = _varint(raw, pos)
+        chunk = raw[pos : pos + length]
+        if number == 1:  # bytes
+            return bytes(chunk)
+        if number in (2, 32, 36, 37, 44):  # string, json, uuid, time uuid, decimal: all strings
+            return chunk.decode("utf8")
+    raise ValueError(f"unsupported feast Value field {number} (wire type {wire})")
+
+
+@dataclass(frozen=True, slots=True)
+class ViewLayout:
+    """One feature view's hash: which event fields make its key and which fields to read."""
+
+    name: str
+    join_keys: dict[str, str]  # join key -> event field
+    columns: list[str]  # model column names (FeatureSpec.name), in the order of ``fields``
+    fields: list[bytes]  # murmur3 hash field per column
+
+
+@dataclass(frozen=True, slots=True)
+class RedisLayout:
+    """Where a model's feast features sit in Feast's Redis online store."""
+
+    project: str
+    views: list[ViewLayout]
+
+    def to_json(self) -> bytes:
+        """Serialize (hash fields as hex) for a child process."""
+        return orjson.dumps(
+            {
+                "project": self.project,
+                "views": [
+                    {"name": v.name, "join_keys": v.join_keys, "columns": v.columns,
+                     "fields": [f.hex() for f in v.fields]}
+                    for v in self.views
+                ],
+            }
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes) -> RedisLayout:
+        """Inverse of :meth:`to_json`."""
+        raw: dict[str, Any] = orjson.loads(data)
+        return cls(
+            project=raw["project"],
+            views=[
+                ViewLayout(name=v["name"], join_keys=dict(v["join_keys"]), columns=list(v["columns"]),
+                           fields=[bytes.fromhex(f) for f in v["fields"]])
+                for v in raw["views"]
+            ],
+        )
+
+    @classmethod
+    def read(cls, path: Path) -> RedisLayout:
+        """Load a layout written by :meth:`to_json`."""
+        return cls.from_json(path.read_bytes())
+
+
+def layout_from_store(store: Any, metadata: ModelMetadata) -> RedisLayout:
+    """Work out the layout of ``metadata``'s feast features from a Feast ``FeatureStore``."""
+    from feast.infra.online_stores.helpers import _mmh3, compute_versioned_name
+
+    config = store.config
+    if getattr(config, "entity_key_serialization_version", 3) != 3:
+        raise ValueError("only entity_key_serialization_version 3 is supported")
+    versioning = bool(getattr(config.registry, "enable_online_feature_view_versioning", False))
+    field_of_join_key = {join_key: field for field, join_key in metadata.entity_fields.items()}
+    views: list[ViewLayout] = []
+    for view_name in metadata.feature_views:
+        view = store.get_feature_view(view_name)
+        stored_name = compute_versioned_name(view, versioning)
+        specs = [s for s in metadata.features if s.source == "feast" and s.feature_view == view_name and s.ref]
+        join_keys = {column.name: field_of_join_key.get(column.name, column.name) for column in view.entity_columns}
+        views.append(
+            ViewLayout(
+                name=stored_name,
+                join_keys=join_keys,
+                columns=[s.name for s in specs],
+                fields=[_mmh3(f"{stored_name}:{s.ref.split(':', 1)[1]}") for s in specs if s.ref],
+            )
+        )
+    return RedisLayout(project=config.project, views=views)
+
+
+class FeatureReader:
+    """One pipelined HMGET per distinct (view, entity) of a batch, keys computed once per entity."""
+
+    def __init__(self, client: Any, layout: RedisLayout) -> None:
+        self._client = client
+        self._layout = layout
+        self._keys: dict[tuple[str, tuple[str, ...]], bytes] = {}
+
+    def _key(self, view: ViewLayout, event: Mapping[str, Any]) -> tuple[bytes, tuple[str, ...]]:
+        values = tuple(str(event[field]) for field in view.join_keys.values())
+        cached = self._keys.get((view.name, values))
+        if cached is None:
+            cached = redis_key(self._layout.project, dict(zip(view.join_keys, values, strict=True)))
+            self._keys[(view.name, values)] = cached
+        return cached, values
+
+    async def read(self, events: Sequence[Mapping[str, Any]]) -> list[dict[str, object]]:
+        """Return per event the model's feast columns (None where the store has no value)."""
+        pipe = self._client.pipeline(transaction=False)
+        slots: dict[tuple[str, bytes], int] = {}
+        plan: list[list[int]] = []
+        for event in events:
+            row_plan: list[int] = []
+            for view in self._layout.views:
+                key, _ = self._key(view, event)
+                slot = slots.get((view.name, key))
+                if slot is None:
+                    slot = slots[(view.name, key)] = len(slots)
+                    pipe.hmget(key, view.fields)
+                row_plan.append(slot)
+            plan.append(row_plan)
+        replies: list[list[bytes | None]] = await pipe.execute()
+        decoded = [[decode_value(raw) for raw in reply] for reply in replies]  # once per distinct entity
+        rows: list[dict[str, object]] = []
+        for row_plan in plan:
+            row: dict[str, object] = {}
+            for view, slot in zip(self._layout.views, row_plan, strict=True):
+                row.update(zip(view.columns, decoded[slot], strict=True))
+            rows.append(row)
+        return rows

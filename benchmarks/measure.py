@@ -1,0 +1,222 @@
+"""Pure arithmetic of the benchmark: percentiles, throughput windows, /proc parsing, results and the table."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+ContenderName = Literal["naive", "driftline", "raw-floor"]
+CONTENDERS: tuple[ContenderName, ...] = ("naive", "driftline", "raw-floor")
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by linear interpolation; NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def cpu_seconds_from_stat(stat: str) -> float:
+    """CPU seconds (utime + stime) of a ``/proc/<pid>/stat`` line, all threads of the process."""
+    # Fields after the parenthesised command name (which may hold spaces): state is field 3,
+    # utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the name.
+    rest = stat.rpartition(")")[2].split()
+    return (int(rest[11]) + int(rest[12])) / _CLOCK_TICKS
+
+
+def peak_rss_bytes_from_status(status: str) -> int:
+    """VmHWM (peak resident set) of a ``/proc/<pid>/status`` page, in bytes; 0 when absent."""
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            parts = line.split()
+            return int(parts[1]) * 1024  # the kernel reports kB
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by ``pid`` (0 when it is gone)."""
+    try:
+        return cpu_seconds_from_stat(Path(f"/proc/{pid}/stat").read_text())
+    except OSError:
+        return 0.0
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """Peak RSS of ``pid`` so far (0 when it is gone)."""
+    try:
+        return peak_rss_bytes_from_status(Path(f"/proc/{pid}/status").read_text())
+    except OSError:
+        return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """At wall time ``at``: predictions seen so far and CPU seconds the contender had used."""
+
+    at: float
+    done: int
+    cpu_s: float
+
+
+def sustained_window(samples: Sequence[Sample], total: int, low: float = 0.1, high: float = 0.9) -> tuple[
+    float, float
+]:
+    """Throughput (events/s) and CPU seconds per event between ``low`` and ``high`` of ``total`` done.
+
+    The middle of a drain leaves out the start (group join, first fetch) and the tail (the last
+    partial batches), so it is the rate the contender sustains. Falls back to first-to-last sample
+    when the window is too short to time (a drain that finished between two samples).
+    """
+    if total <= 0 or not samples:
+        return 0.0, math.nan
+    start = next((s for s in samples if s.done >= low * total and s.done > 0), samples[0])
+    end = next((s for s in samples if s.done >= high * total), samples[-1])
+    if end.at - start.at < 0.05 or end.done <= start.done:
+        first = next((s for s in samples if s.done > 0), samples[0])
+        start, end = first, samples[-1]
+        span = max(end.at - start.at, 0.05)
+        done = max(end.done, 1)
+        return done / span, (end.cpu_s - start.cpu_s) / done
+    events = end.done - start.done
+    return events / (end.at - start.at), (end.cpu_s - start.cpu_s) / events
+
+
+@dataclass
+class LoadResult:
+    """Latency at one offered load."""
+
+    fraction: float  # of driftline's max throughput
+    offered_per_s: float
+    sent: int
+    scored: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    cpu_s_per_1k: float
+    note: str = ""
+
+    @classmethod
+    def from_latencies(cls, fraction: float, offered: float, sent: int, latencies_s: Sequence[float],
+                       cpu_s: float, note: str = "") -> LoadResult:
+        """Summarize one load step."""
+        ms = [x * 1000.0 for x in latencies_s]
+        return cls(
+            fraction=fraction, offered_per_s=offered, sent=sent, scored=len(ms),
+            p50_ms=percentile(ms, 50), p95_ms=percentile(ms, 95), p99_ms=percentile(ms, 99),
+            cpu_s_per_1k=1000.0 * cpu_s / len(ms) if ms else math.nan, note=note,
+        )
+
+
+@dataclass
+class ContenderResult:
+    """Every figure of one contender."""
+
+    name: ContenderName
+    processes: int
+    drain_events: int
+    max_throughput_per_s: float
+    cpu_s_per_1k: float  # at saturation, over the sustained window of the drain
+    peak_rss_mb: float  # largest VmHWM of its processes
+    peak_rss_total_mb: float  # sum over its processes
+    start_to_first_prediction_s: float
+    drain_seconds: float
+    loads: list[LoadResult] = field(default_factory=list)
+    duplicates: int = 0
+
+
+@dataclass
+class BenchReport:
+    """One benchmark run."""
+
+    started_at: str
+    workers: int
+    partitions: int
+    smoke: bool
+    machine: dict[str, Any]
+    settings: dict[str, str]
+    contenders: list[ContenderResult]
+
+    def by_name(self) -> dict[str, ContenderResult]:
+        """Results keyed by contender name."""
+        return {c.name: c for c in self.contenders}
+
+    def ratios(self) -> dict[str, dict[str, float]]:
+        """Ratios of driftline's figures to naive's and to the raw floor's."""
+        results = self.by_name()
+        ours = results.get("driftline")
+        out: dict[str, dict[str, float]] = {}
+        if ours is None:
+            return out
+        for other_name, label in (("naive", "driftline/naive"), ("raw-floor", "driftline/raw-floor")):
+            other = results.get(other_name)
+            if other is None:
+                continue
+            out[label] = {
+                "throughput": _ratio(ours.max_throughput_per_s, other.max_throughput_per_s),
+                "cpu_s_per_1k": _ratio(ours.cpu_s_per_1k, other.cpu_s_per_1k),
+                "peak_rss": _ratio(ours.peak_rss_mb, other.peak_rss_mb),
+                "start_to_first_prediction": _ratio(ours.start_to_first_prediction_s,
+                                                    other.start_to_first_prediction_s),
+            }
+            for mine in ours.loads:
+                theirs = next((x for x in other.loads if x.fraction == mine.fraction), None)
+                if theirs is not None:
+                    out[label][f"p99_at_{int(mine.fraction * 100)}pct"] = _ratio(mine.p99_ms, theirs.p99_ms)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, ratios included."""
+        data = asdict(self)
+        data["ratios"] = self.ratios()
+        return data
+
+    def table(self) -> str:
+        """Markdown tables: the headline figures, then latency per offered load."""
+        lines = [
+            "| contender | procs | max events/s | CPU s / 1k events | peak RSS MB | start to first prediction s |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for c in self.contenders:
+            lines.append(
+                f"| {c.name} | {c.processes} | {c.max_throughput_per_s:,.0f} | {_fmt(c.cpu_s_per_1k, 3)} | "
+                f"{c.peak_rss_mb:,.0f} | {_fmt(c.start_to_first_prediction_s, 2)} |"
+            )
+        lines += [
+            "",
+            "| contender | load | offered events/s | scored/sent | p50 ms | p95 ms | p99 ms | CPU s / 1k | note |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for c in self.contenders:
+            for load in c.loads:
+                lines.append(
+                    f"| {c.name} | {load.fraction:.0%} | {load.offered_per_s:,.0f} | {load.scored}/{load.sent} | "
+                    f"{_fmt(load.p50_ms, 1)} | {_fmt(load.p95_ms, 1)} | {_fmt(load.p99_ms, 1)} | "
+                    f"{_fmt(load.cpu_s_per_1k, 3)} | {load.note} |"
+                )
+        ratios = self.ratios()
+        if ratios:
+            lines += ["", "| ratio | " + " | ".join(next(iter(ratios.values()))) + " |"]
+            lines.append("|---|" + "---:|" * len(next(iter(ratios.values()))))
+            for label, values in ratios.items():
+                lines.append(f"| {label} | " + " | ".join(_fmt(v, 2) for v in values.values()) + " |")
+        return "\n".join(lines)
+
+
+def _ratio(a: float, b: float) -> float:
+    if not b or math.isnan(a) or math.isnan(b):
+        return math.nan
+    return a / b
+
+
+def _fmt(value: float, digits: int) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
