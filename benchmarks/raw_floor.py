@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from benchmarks.feast_layout import FeatureReader, RedisLayout
+from stream_app.adapters.feast_redis import FeatureReader, RedisLayout
 from driftline.contracts import prediction_id
 from driftline.features import build_matrix
 from driftline.logs import configure_logging

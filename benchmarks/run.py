@@ -29,7 +29,7 @@ from pathlib import Path
 
 import orjson
 
-from benchmarks.feast_layout import layout_from_store
+from stream_app.adapters.feast_redis import layout_from_store
 from benchmarks.load import Collector, Publisher, event_pool
 from benchmarks.measure import (
     BenchReport,

@@ -133,6 +133,10 @@ class WorkerSettings(KafkaSettings, FeastSettings, ModelSettings):
     feature_timeout_s: float = Field(
         default=1.0, gt=0, le=60, validation_alias=_env("DRIFTLINE_FEATURE_TIMEOUT_S")
     )
+    feature_reader: Literal["redis", "feast"] = Field(
+        default="redis", validation_alias=_env("DRIFTLINE_FEATURE_READER"),
+        description="redis: one pipelined read of Feast's Redis layout per batch; feast: Feast's async API.",
+    )
     max_event_bytes: int = Field(default=65_536, ge=256, validation_alias=_env("DRIFTLINE_MAX_EVENT_BYTES"))
     max_future_skew_s: float = Field(
         default=300.0, ge=0, validation_alias=_env("DRIFTLINE_MAX_FUTURE_SKEW_S")

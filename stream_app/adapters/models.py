@@ -7,12 +7,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import redis.asyncio
+
 from driftline.errors import DriftlineError
 from driftline.registry import LoadedModel, ModelMetadata, ModelRegistry
 from driftline.settings import WorkerSettings
+from stream_app.adapters.feast_redis import RedisOnlineReader, layout_from_store
 from stream_app.adapters.feature_store import FeastOnlineReader, check_model_against_store
 from stream_app.core.drift import DriftMonitor
 from stream_app.core.freshness import FreshnessWindow
+from stream_app.core.pipeline import FetchFeatures
 from stream_app.core.validation import EventRules
 
 logger = logging.getLogger(__name__)
@@ -24,7 +28,7 @@ class ServingModel:
 
     model: LoadedModel
     rules: EventRules
-    reader: FeastOnlineReader
+    reader: FetchFeatures
     view_ttls: dict[str, float]  # feature view -> TTL in seconds (0 = none)
     drift: DriftMonitor  # this version's inputs and scores against this version's reference
     freshness: FreshnessWindow  # ages of store values over the same number of recent events
@@ -46,6 +50,8 @@ class ModelHolder:
         self._settings = settings
         self._store = store
         self._registry = ModelRegistry(settings.registry_dir)
+        # One client for every model version; it connects lazily inside the worker's event loop.
+        self._redis = redis.asyncio.Redis.from_url(settings.redis_url.get_secret_value())
         self._refused: str | None = None  # a version that failed to load is not retried every tick
         self.current = self._load(None)
 
@@ -56,7 +62,13 @@ class ModelHolder:
         rules = EventRules.for_model(
             meta.entity_fields, meta.features, self._settings.max_event_bytes, self._settings.max_future_skew_s
         )
-        reader = FeastOnlineReader(self._store, meta.features, self._settings.feature_timeout_s)
+        reader: FetchFeatures
+        if self._settings.feature_reader == "redis":
+            reader = RedisOnlineReader(
+                self._redis, layout_from_store(self._store, meta), self._settings.feature_timeout_s
+            )
+        else:
+            reader = FeastOnlineReader(self._store, meta.features, self._settings.feature_timeout_s)
         drift = DriftMonitor(
             meta.features, meta.reference, window_size=self._settings.drift_window,
             alpha=self._settings.drift_alpha, min_events=self._settings.drift_min_events,

@@ -12,7 +12,7 @@ from feast.protos.feast.types.Value_pb2 import Value
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmarks.feast_layout import RedisLayout, ViewLayout, decode_value, redis_key, serialize_entity_key
+from stream_app.adapters.feast_redis import RedisLayout, ViewLayout, decode_value, redis_key, serialize_entity_key
 
 keys = st.text(min_size=1, max_size=20)
 
