@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from stream_app.adapters.feast_redis import FeatureReader, RedisLayout
 from driftline.contracts import prediction_id
 from driftline.features import build_matrix
 from driftline.logs import configure_logging
 from driftline.registry import ModelRegistry
 from driftline.settings import WorkerSettings
+from stream_app.adapters.feast_redis import FeatureReader, RedisLayout
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import orjson
 
-from stream_app.adapters.feast_redis import layout_from_store
 from benchmarks.load import Collector, Publisher, event_pool
 from benchmarks.measure import (
     BenchReport,
@@ -45,6 +44,7 @@ from benchmarks.plot import write_plot
 from driftline.errors import DriftlineError
 from driftline.scenarios import World, world
 from driftline.settings import ProducerSettings, TrainingSettings, WorkerSettings
+from stream_app.adapters.feast_redis import layout_from_store
 
 logger = logging.getLogger(__name__)
 

@@ -142,7 +142,7 @@ class WorkerSettings(KafkaSettings, FeastSettings, ModelSettings):
         default=300.0, ge=0, validation_alias=_env("DRIFTLINE_MAX_FUTURE_SKEW_S")
     )
     fetch_max_wait_ms: int = Field(
-        default=50, ge=1, le=5000, validation_alias=_env("DRIFTLINE_FETCH_MAX_WAIT_MS")
+        default=5, ge=1, le=5000, validation_alias=_env("DRIFTLINE_FETCH_MAX_WAIT_MS")
     )
     session_timeout_s: float = Field(
         default=6.0, ge=1, validation_alias=_env("DRIFTLINE_SESSION_TIMEOUT_S")

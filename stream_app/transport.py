@@ -34,7 +34,7 @@ def _consumer_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Consumer]:
 class DriftlineApp(faust.App):
     """A Faust app whose consumer uses ``fetch_max_wait_ms`` from driftline's settings."""
 
-    fetch_max_wait_ms: int = 50
+    fetch_max_wait_ms: int = 5
 
     def _new_transport(self) -> Any:
         transport = faust_aiokafka.Transport(self.conf.broker_consumer, self)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from stream_app.adapters.feast_redis import FeatureReader, layout_from_store
 from driftline.registry import ModelRegistry
 from feature_repo.store import feature_store
+from stream_app.adapters.feast_redis import FeatureReader, layout_from_store
 from tests.integration.conftest import ServedWorld
 
 pytestmark = pytest.mark.integration
