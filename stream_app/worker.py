@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -20,6 +21,8 @@ from stream_app.app import create_app
 from stream_app.core.pipeline import Clock
 
 logger = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def build_worker(settings: WorkerSettings) -> faust.Worker:
@@ -53,9 +56,14 @@ def main() -> None:
     """Run the worker until SIGTERM/SIGINT; exit 2 with the reason when it cannot start."""
     settings = WorkerSettings()
     configure_logging(settings.log_level)
+    multiproc_preset = MULTIPROC_ENV in os.environ
     try:
         worker = build_worker(settings)
     except DriftlineError as exc:
         logger.error("worker cannot start: %s", exc)
         sys.exit(2)
+    if not multiproc_preset:
+        # Importing feast sets this variable as a side effect; the worker is one process with its
+        # own registry, and with the variable set prometheus_client warns on every label cleanup.
+        os.environ.pop(MULTIPROC_ENV, None)
     worker.execute_from_commandline()
