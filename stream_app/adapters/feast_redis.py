@@ -16,7 +16,6 @@ against Feast's own API, so a change in Feast's layout fails the suite rather th
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,8 +24,8 @@ from typing import Any
 
 import orjson
 
-from driftline.errors import FeatureStoreError
 from driftline.registry import ModelMetadata
+from stream_app.adapters.feature_store import bounded_read
 from stream_app.core.pipeline import OnlineRows
 
 #: feast ValueType codes used in entity keys (feast/value_type.py).
@@ -279,14 +278,7 @@ class RedisOnlineReader:
                     pipe.hmget(key, [*view.fields, self._ts_fields[view.name]])
                 row_plan.append(slot)
             plan.append(row_plan)
-        try:
-            replies: list[list[bytes | None]] = await asyncio.wait_for(pipe.execute(), self._timeout_s)
-        except TimeoutError as exc:
-            raise FeatureStoreError(
-                f"online feature read of {len(entity_rows)} rows timed out after {self._timeout_s}s"
-            ) from exc
-        except Exception as exc:
-            raise FeatureStoreError(f"online feature read failed: {type(exc).__name__}: {exc}") from exc
+        replies: list[list[bytes | None]] = await bounded_read(pipe.execute(), self._timeout_s, len(entity_rows))
         decoded = [[decode_value(raw) for raw in reply[:-1]] for reply in replies]
         stamps = [decode_timestamp_seconds(reply[-1]) for reply in replies]
         values: list[dict[str, object]] = []

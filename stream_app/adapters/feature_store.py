@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
 
 from feast.online_response import TIMESTAMP_POSTFIX
 
@@ -14,6 +14,18 @@ from driftline.registry import FeatureSpec, ModelMetadata
 from stream_app.core.pipeline import OnlineRows
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+async def bounded_read(read: Awaitable[T], timeout_s: float, rows: int) -> T:
+    """Await one online read; a timeout or any store error becomes a FeatureStoreError."""
+    try:
+        return await asyncio.wait_for(read, timeout_s)
+    except TimeoutError as exc:
+        raise FeatureStoreError(f"online feature read of {rows} rows timed out after {timeout_s}s") from exc
+    except Exception as exc:
+        raise FeatureStoreError(f"online feature read failed: {type(exc).__name__}: {exc}") from exc
 
 
 def check_model_against_store(store: Any, metadata: ModelMetadata) -> None:
@@ -59,20 +71,14 @@ class FeastOnlineReader:
         """Return per entity row the model's feast features by column name, and per view their timestamp."""
         if not self._refs:
             return OnlineRows(values=[{} for _ in entity_rows])
-        try:
-            response = await asyncio.wait_for(
-                self._store.get_online_features_async(
-                    features=self._refs, entity_rows=entity_rows, full_feature_names=True
-                ),
-                timeout=self._timeout_s,
-            )
-            columns = response.to_dict(include_event_timestamps=True)
-        except TimeoutError as exc:
-            raise FeatureStoreError(
-                f"online feature read of {len(entity_rows)} rows timed out after {self._timeout_s}s"
-            ) from exc
-        except Exception as exc:
-            raise FeatureStoreError(f"online feature read failed: {type(exc).__name__}: {exc}") from exc
+        response = await bounded_read(
+            self._store.get_online_features_async(
+                features=self._refs, entity_rows=entity_rows, full_feature_names=True
+            ),
+            self._timeout_s,
+            len(entity_rows),
+        )
+        columns = response.to_dict(include_event_timestamps=True)
         out: list[dict[str, object]] = [{} for _ in entity_rows]
         for full_name, name in self._names.items():
             values = columns.get(full_name)
