@@ -151,6 +151,16 @@ def _sample_times(
     return (np.int64(start_s) + seconds).astype("datetime64[s]").astype("datetime64[ns]")
 
 
+def _repeated_in_second(times: npt.NDArray[np.datetime64], customer: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """Mark each transaction whose customer already has one in the same second (all but the first)."""
+    seconds = times.astype("datetime64[s]").astype(np.int64)
+    order = np.lexsort((seconds, customer))
+    repeated = np.zeros(len(times), dtype=bool)
+    same = (customer[order][1:] == customer[order][:-1]) & (seconds[order][1:] == seconds[order][:-1])
+    repeated[order[1:][same]] = True
+    return repeated
+
+
 def generate_transactions(
     world: World,
     start: datetime,
@@ -178,19 +188,21 @@ def generate_transactions(
     # A transaction drawn for an account not yet open goes to another customer (same day/night
     # weights), so young accounts keep the traffic curve instead of bunching after their opening.
     night_p, day_p = night_w / night_w.sum(), day_w / day_w.sum()
-    too_early = times < world.account_open[customer]
+    # A card is not used twice in the same second either (and Feast's point-in-time join keeps one
+    # entity row per entity and timestamp, so such a pair would silently lose a training row).
+    redo_mask = (times < world.account_open[customer]) | _repeated_in_second(times, customer)
     for _ in range(50):
-        if not too_early.any():
+        if not redo_mask.any():
             break
-        redo = np.flatnonzero(too_early)
+        redo = np.flatnonzero(redo_mask)
         customer[redo] = np.where(
             night[redo],
             rng.choice(world.n_customers, size=len(redo), p=night_p),
             rng.choice(world.n_customers, size=len(redo), p=day_p),
         )
-        too_early = times < world.account_open[customer]
+        redo_mask = (times < world.account_open[customer]) | _repeated_in_second(times, customer)
     # Whatever is still unlucky goes to the oldest account (open since long before any window).
-    customer[too_early] = int(np.argmin(world.account_open))
+    customer[times < world.account_open[customer]] = int(np.argmin(world.account_open))
     opened = world.account_open[customer]
 
     merchant_w = world.popularity.copy()

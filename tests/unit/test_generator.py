@@ -236,3 +236,11 @@ def test_invalid_events_are_all_rejected_with_the_expected_reason():
         assert isinstance(item.payload, bytes)
         assert _reject_reason(item.payload) == item.expected, item.kind
     assert invalid_events(np.random.default_rng(9), 25) == bad
+
+
+def test_no_customer_transacts_twice_in_one_second(world):
+    start = datetime(2026, 5, 1, tzinfo=UTC)
+    frame = generate_transactions(world, start, start + timedelta(hours=1), 5_000, np.random.default_rng(3))
+    seconds = frame["event_time"].dt.floor("s")
+    assert not frame.assign(second=seconds).duplicated(["customer_id", "second"]).any()
+    assert frame["event_time"].is_monotonic_increasing
