@@ -26,7 +26,7 @@ from driftline.features import build_matrix
 from driftline.logs import configure_logging
 from driftline.registry import ModelRegistry
 from driftline.settings import WorkerSettings
-from stream_app.adapters.feast_redis import FeatureReader, RedisLayout
+from stream_app.adapters.feast_redis import RedisLayout, RedisOnlineReader
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ async def run(settings: WorkerSettings, layout: RedisLayout, stop: asyncio.Event
     # No idempotence: the embedded broker refuses InitProducerId.
     producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=1, enable_idempotence=False)
     client: Any = aioredis.from_url(settings.redis_url.get_secret_value())
-    reader = FeatureReader(client, layout)
+    reader = RedisOnlineReader(client, layout, settings.feature_timeout_s)
     await producer.start()
     await consumer.start()
     try:
@@ -66,7 +66,7 @@ async def run(settings: WorkerSettings, layout: RedisLayout, stop: asyncio.Event
             t0 = time.perf_counter()
             events: list[dict[str, Any]] = [orjson.loads(record.value) for record in records]
             t1 = time.perf_counter()
-            rows = await reader.read(events)
+            rows = (await reader([layout.entity_row(event) for event in events])).values
             t2 = time.perf_counter()
             for row, event in zip(rows, events, strict=True):
                 for name, field in request:

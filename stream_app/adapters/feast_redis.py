@@ -8,7 +8,7 @@ Feast's Redis store (``feast/infra/online_stores/redis.py``) keeps one hash per 
 * fields: ``murmur3_32("<view>:<feature>")`` as 4 little-endian bytes, plus ``_ts:<view>``;
 * values: a serialized ``feast.types.Value`` protobuf, one scalar field set.
 
-The worker (:class:`RedisOnlineReader`) and the benchmark's raw floor compute keys once per
+The worker and the benchmark's raw floor both use :class:`RedisOnlineReader`: keys computed once per
 entity and decode values with :func:`decode_value`, in one pipelined round trip per batch, with
 the feature views resolved once per model version. Tests check keys, values and whole reads
 against Feast's own API, so a change in Feast's layout fails the suite rather than the scores.
@@ -17,7 +17,7 @@ against Feast's own API, so a change in Feast's layout fails the suite rather th
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,6 +148,12 @@ class RedisLayout:
             ],
         )
 
+    def entity_row(self, event: Mapping[str, Any]) -> dict[str, str]:
+        """The join keys of every view, read from an event's fields."""
+        return {
+            join_key: str(event[field]) for view in self.views for join_key, field in view.join_keys.items()
+        }
+
     @classmethod
     def read(cls, path: Path) -> RedisLayout:
         """Load a layout written by :meth:`to_json`."""
@@ -178,48 +184,6 @@ def layout_from_store(store: Any, metadata: ModelMetadata) -> RedisLayout:
             )
         )
     return RedisLayout(project=config.project, views=views)
-
-
-class FeatureReader:
-    """One pipelined HMGET per distinct (view, entity) of a batch, keys computed once per entity."""
-
-    def __init__(self, client: Any, layout: RedisLayout) -> None:
-        self._client = client
-        self._layout = layout
-        self._keys: dict[tuple[str, tuple[str, ...]], bytes] = {}
-
-    def _key(self, view: ViewLayout, event: Mapping[str, Any]) -> tuple[bytes, tuple[str, ...]]:
-        values = tuple(str(event[field]) for field in view.join_keys.values())
-        cached = self._keys.get((view.name, values))
-        if cached is None:
-            cached = redis_key(self._layout.project, dict(zip(view.join_keys, values, strict=True)))
-            self._keys[(view.name, values)] = cached
-        return cached, values
-
-    async def read(self, events: Sequence[Mapping[str, Any]]) -> list[dict[str, object]]:
-        """Return per event the model's feast columns (None where the store has no value)."""
-        pipe = self._client.pipeline(transaction=False)
-        slots: dict[tuple[str, bytes], int] = {}
-        plan: list[list[int]] = []
-        for event in events:
-            row_plan: list[int] = []
-            for view in self._layout.views:
-                key, _ = self._key(view, event)
-                slot = slots.get((view.name, key))
-                if slot is None:
-                    slot = slots[(view.name, key)] = len(slots)
-                    pipe.hmget(key, view.fields)
-                row_plan.append(slot)
-            plan.append(row_plan)
-        replies: list[list[bytes | None]] = await pipe.execute()
-        decoded = [[decode_value(raw) for raw in reply] for reply in replies]  # once per distinct entity
-        rows: list[dict[str, object]] = []
-        for row_plan in plan:
-            row: dict[str, object] = {}
-            for view, slot in zip(self._layout.views, row_plan, strict=True):
-                row.update(zip(view.columns, decoded[slot], strict=True))
-            rows.append(row)
-        return rows
 
 
 def decode_timestamp_seconds(raw: bytes | None) -> float | None:

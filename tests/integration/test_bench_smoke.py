@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from driftline.registry import ModelRegistry
 from feature_repo.store import feature_store
-from stream_app.adapters.feast_redis import FeatureReader, layout_from_store
+from stream_app.adapters.feast_redis import RedisOnlineReader, layout_from_store
 from tests.integration.conftest import ServedWorld
 
 pytestmark = pytest.mark.integration
@@ -39,7 +39,7 @@ def test_bench_smoke_measures_every_contender(tmp_path: Path) -> None:
     assert "driftline/raw-floor" in done.stdout
 
 
-async def test_raw_floor_reads_exactly_what_feast_returns(served_world: ServedWorld) -> None:
+async def test_redis_reader_reads_exactly_what_feast_returns(served_world: ServedWorld) -> None:
     settings = served_world.training()
     store = feature_store(settings)
     metadata = ModelRegistry(settings.registry_dir).load(settings.model_name).metadata
@@ -50,7 +50,8 @@ async def test_raw_floor_reads_exactly_what_feast_returns(served_world: ServedWo
                                                                               "merchant_id": "M9999"}]
     client = aioredis.from_url(settings.redis_url.get_secret_value())
     try:
-        ours = await FeatureReader(client, layout).read(events)
+        read = await RedisOnlineReader(client, layout, timeout_s=5.0)([layout.entity_row(e) for e in events])
+        ours = read.values
     finally:
         await client.aclose()
 
