@@ -6,10 +6,16 @@ pulls in only what it needs (the worker never imports training code, for instanc
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from driftline.settings import KafkaSettings, RedisSettings
+
+logger = logging.getLogger(__name__)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 stack_app = typer.Typer(no_args_is_help=True, help="The embedded broker and Redis (machines without Docker).")
@@ -31,6 +37,11 @@ def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
     from driftline.logs import configure_logging
 
     configure_logging("DEBUG" if verbose else "INFO")
+
+
+def _log_connections(settings: KafkaSettings | RedisSettings) -> None:
+    """Log, before connecting, the Kafka / Redis addresses a command uses and where each came from."""
+    logger.info("using %s", settings.describe_connections())
 
 
 # --- embedded stack -------------------------------------------------------------------------------
@@ -95,7 +106,9 @@ def feast_apply() -> None:
     from driftline.settings import TrainingSettings
     from feature_repo.store import apply
 
-    for line in apply(TrainingSettings()):
+    settings = TrainingSettings()
+    _log_connections(settings)
+    for line in apply(settings):
         typer.echo(line)
 
 
@@ -105,7 +118,9 @@ def feast_materialize() -> None:
     from driftline.settings import TrainingSettings
     from feature_repo.store import materialize
 
-    for line in materialize(TrainingSettings()):
+    settings = TrainingSettings()
+    _log_connections(settings)
+    for line in materialize(settings):
         typer.echo(line)
 
 
@@ -117,7 +132,9 @@ def train(
     from driftline.settings import TrainingSettings
     from training.train import run
 
-    for line in run(TrainingSettings(), promote=promote):
+    settings = TrainingSettings()
+    _log_connections(settings)
+    for line in run(settings, promote=promote):
         typer.echo(line)
 
 
@@ -183,7 +200,9 @@ def drift_simulate(
         seed=seed,
         version=version,
     )
-    for line in run(TrainingSettings(), config, out):
+    settings = TrainingSettings()
+    _log_connections(settings)
+    for line in run(settings, config, out):
         typer.echo(line)
 
 
@@ -237,7 +256,9 @@ def topics() -> None:
     from driftline.settings import ProducerSettings
     from producers.admin import ensure_topics
 
-    for line in ensure_topics(ProducerSettings()):
+    settings = ProducerSettings()
+    _log_connections(settings)
+    for line in ensure_topics(settings):
         typer.echo(line)
 
 
@@ -259,6 +280,7 @@ def produce(
     from producers.publish import publish_file, publish_generated
 
     settings = ProducerSettings()
+    _log_connections(settings)
     if file is not None:
         summary = publish_file(settings, file, rate=rate, progress=progress)
     else:
@@ -280,7 +302,9 @@ def tail(
     from driftline.settings import ProducerSettings
     from producers.tail import tail as run_tail
 
-    for line in run_tail(ProducerSettings(), topic=topic, limit=limit, from_beginning=from_beginning):
+    settings = ProducerSettings()
+    _log_connections(settings)
+    for line in run_tail(settings, topic=topic, limit=limit, from_beginning=from_beginning):
         typer.echo(line)
 
 
@@ -312,7 +336,9 @@ def dead_letters_inspect(
     from driftline.settings import ProducerSettings
     from producers.deadletters import Selection, inspect
 
-    for line in inspect(ProducerSettings(), Selection(error_type, reason_contains), sample=sample):
+    settings = ProducerSettings()
+    _log_connections(settings)
+    for line in inspect(settings, Selection(error_type, reason_contains), sample=sample):
         typer.echo(line)
 
 
@@ -326,7 +352,9 @@ def dead_letters_replay(
     from driftline.settings import ProducerSettings
     from producers.deadletters import Selection, replay
 
-    for line in replay(ProducerSettings(), Selection(error_type, reason_contains, limit)):
+    settings = ProducerSettings()
+    _log_connections(settings)
+    for line in replay(settings, Selection(error_type, reason_contains, limit)):
         typer.echo(line)
 
 

@@ -7,6 +7,7 @@ field changes in one place. Every record is JSON so that any Kafka client can pu
 from __future__ import annotations
 
 import base64
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Literal
@@ -15,6 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_valid
 
 #: Namespace of prediction ids: uuid5(namespace, "event_id|model_name|model_version").
 PREDICTION_NAMESPACE = uuid.UUID("6b1f3c0e-5d4a-4f7e-9b57-1f0c2d8e9a31")
+
+#: Bounds of an event, stated once: TransactionEvent, the worker's validator (ids, entity keys)
+#: and the model's request features (training.dataset) all read them; README states them too.
+ID_MAX_LENGTH = 128  # event_id and every entity key, in characters
+AMOUNT_MIN = 0.01  # EUR; a zero or negative amount is not a card payment
+AMOUNT_MAX = 1_000_000  # EUR
+HOUR_MIN = 0
+HOUR_MAX = 23
 
 Channel = Literal["online", "pos", "atm"]
 
@@ -26,7 +35,25 @@ DeadLetterType = Literal[
     "invalid_field",  # wrong type, impossible value, unparseable or out-of-range timestamp
     "duplicate_field",  # a JSON key appears twice, so which value is meant is ambiguous
     "scoring_failed",  # the model raised on this event's vector (should never happen)
+    "output_failed",  # its prediction could not be published (too large for the topic, topic refused)
 ]
+
+#: Bytes of a dead-letter record that are not the original input: its fields, the reason (capped
+#: at REASON_MAX_CHARS), timestamps and the record's own overhead, with room to spare.
+DEAD_LETTER_ENVELOPE_BYTES = 4096
+#: A reason longer than this is cut: it is for a person, and a dead letter must stay small.
+REASON_MAX_CHARS = 1000
+#: What a dead letter keeps of an input too large to carry whole: its first bytes.
+TRUNCATED_KEEP_BYTES = 4096
+
+
+def largest_whole_dead_letter(max_request_bytes: int) -> int:
+    """Largest input (key plus value bytes) whose dead letter carries it whole in ``max_request_bytes``.
+
+    The record holds the original key raw (as its own key) and key and value again in base64 (4/3),
+    so an input of n bytes needs at most n + 4n/3 plus the envelope.
+    """
+    return max(0, (max_request_bytes - DEAD_LETTER_ENVELOPE_BYTES) * 3 // 7)
 
 
 def utc_now() -> datetime:
@@ -48,13 +75,20 @@ class TransactionEvent(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    event_id: str = Field(min_length=1, max_length=128, description="Unique id chosen by the producer.")
-    event_time: datetime = Field(description="When the transaction happened, RFC 3339 with offset (UTC).")
-    customer_id: str = Field(min_length=1, max_length=64, description="Entity key of the customer.")
-    merchant_id: str = Field(min_length=1, max_length=64, description="Entity key of the merchant.")
-    amount: float = Field(gt=0, le=1_000_000, allow_inf_nan=False, description="Amount in EUR.")
+    event_id: str = Field(
+        min_length=1, max_length=ID_MAX_LENGTH, description="Unique id chosen by the producer."
+    )
+    event_time: datetime = Field(
+        description="When the transaction happened, RFC 3339 with offset (UTC). The worker also refuses times "
+        "more than DRIFTLINE_MAX_FUTURE_SKEW_S ahead or DRIFTLINE_MAX_EVENT_AGE_S old."
+    )
+    customer_id: str = Field(min_length=1, max_length=ID_MAX_LENGTH, description="Entity key of the customer.")
+    merchant_id: str = Field(min_length=1, max_length=ID_MAX_LENGTH, description="Entity key of the merchant.")
+    amount: float = Field(ge=AMOUNT_MIN, le=AMOUNT_MAX, allow_inf_nan=False, description="Amount in EUR.")
     channel: Channel = Field(description="Where the card was used: online, pos or atm.")
-    hour_of_day: int = Field(ge=0, le=23, description="Local hour of the transaction (0-23).")
+    hour_of_day: int = Field(
+        ge=HOUR_MIN, le=HOUR_MAX, description=f"Local hour of the transaction ({HOUR_MIN}-{HOUR_MAX})."
+    )
 
     @field_validator("event_time")
     @classmethod
@@ -110,9 +144,48 @@ class DeadLetter(BaseModel):
     source_offset: int
     original_key: bytes | None = Field(description="Original key bytes, base64 in JSON.")
     original_value: bytes = Field(description="Original value bytes, base64 in JSON.")
+    original_truncated: bool = Field(
+        default=False,
+        description="True when original_key/original_value hold only the first bytes of an input too large "
+        "to carry whole; original_length and original_sha256 still describe the whole value.",
+    )
+    original_length: int | None = Field(default=None, description="Bytes of the whole original value.")
+    original_sha256: str | None = Field(default=None, description="SHA-256 (hex) of the whole original value.")
     event_id: str | None = Field(default=None, description="The event id, when it could be read.")
     model_version: str | None = None
     failed_at: datetime
+
+    @classmethod
+    def for_input(cls, key: bytes | None, value: bytes | None, **fields: object) -> DeadLetter:
+        """A dead letter carrying ``key`` and ``value`` whole, with the value's length and SHA-256."""
+        value = value if value is not None else b""
+        return cls.model_validate(
+            {
+                **fields,
+                "original_key": key,
+                "original_value": value,
+                "original_length": len(value),
+                "original_sha256": hashlib.sha256(value).hexdigest(),
+            }
+        )
+
+    def truncated(self, keep: int = TRUNCATED_KEEP_BYTES) -> DeadLetter:
+        """A copy keeping only the first ``keep`` bytes of the original key and value."""
+        key = self.original_key
+        return self.model_copy(
+            update={
+                "original_key": key[:keep] if key is not None else None,
+                "original_value": self.original_value[:keep],
+                "original_truncated": True,
+            }
+        )
+
+    @field_validator("reason")
+    @classmethod
+    def _short_reason(cls, value: str) -> str:
+        if len(value) <= REASON_MAX_CHARS:
+            return value
+        return value[: REASON_MAX_CHARS - 15] + " ... (cut here)"
 
     @field_serializer("original_key", "original_value")
     def _b64(self, value: bytes | None) -> str | None:

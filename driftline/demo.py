@@ -8,7 +8,6 @@ invalid), waits for every one to come out as a prediction or a dead letter, and 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -38,15 +37,14 @@ def run_demo(events: int, rate: float, invalid_fraction: float, keep_running: bo
     from training.train import run as train
 
     stack_settings = StackSettings()
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{stack_settings.kafka_port}",
-        "REDIS_URL": f"redis://127.0.0.1:{stack_settings.redis_port}/0",
-    }
-    os.environ.update(env)  # every settings class below, and the worker child, read these
     yield from stack.up(stack_settings)
 
+    # `up` recorded the stack's addresses: every settings class below, and the worker child, use
+    # them unless the environment names other ones, which always wins.
     training = TrainingSettings()
     producer = ProducerSettings()
+    worker_settings = WorkerSettings()
+    logger.info("using %s", worker_settings.describe_connections())
     yield from ensure_topics(producer)
     if not (training.data_dir / "transactions.parquet").exists():
         yield from generate(training)
@@ -58,7 +56,6 @@ def run_demo(events: int, rate: float, invalid_fraction: float, keep_running: bo
     else:
         yield f"model {training.model_name} version {registry.production_version(training.model_name)} in production"
 
-    worker_settings = WorkerSettings()
     log_path = training.home / "demo" / "worker.log"
     worker = WorkerProcess({}, log_path).start()
     try:

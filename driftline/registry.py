@@ -104,7 +104,8 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` in one step (creating its folder), so a reader sees the old bytes or the new."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -146,15 +147,15 @@ class ModelRegistry:
         target = self._dir(metadata.name, metadata.version)
         if (target / METADATA_FILE).exists():
             raise ModelLoadError(f"model {metadata.name} version {metadata.version} already exists")
-        _atomic_write(target / ARTIFACT_FILE, data)
-        _atomic_write(target / METADATA_FILE, metadata.model_dump_json(indent=2).encode())
+        atomic_write(target / ARTIFACT_FILE, data)
+        atomic_write(target / METADATA_FILE, metadata.model_dump_json(indent=2).encode())
         return metadata
 
     def promote(self, name: str, version: str) -> None:
         """Point production at ``version`` (atomic rename, so readers never see a half pointer)."""
         if version not in self.versions(name):
             raise ModelLoadError(f"model {name} has no version {version} in {self.root}")
-        _atomic_write(self.root / name / PRODUCTION_POINTER, f"{version}\n".encode())
+        atomic_write(self.root / name / PRODUCTION_POINTER, f"{version}\n".encode())
 
     def read_metadata(self, name: str, version: str) -> ModelMetadata:
         """Read and validate one version's metadata."""

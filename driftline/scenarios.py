@@ -307,12 +307,68 @@ def pause_broker(served: World, env: dict[str, str], workers: list[WorkerProcess
     return f"broker paused {seconds:.0f}s"
 
 
+def pause_broker_past_send_timeout(
+    served: World, env: dict[str, str], workers: list[WorkerProcess], seconds: float = 8.0
+) -> str:
+    """Freeze the broker for longer than the worker's send timeout: sends fail, are retried and held."""
+    served.broker.pause()
+    time.sleep(seconds)
+    served.broker.resume()
+    time.sleep(3.0)
+    page = workers[0].scrape()
+    failed = metric_value(page, "driftline_output_send_failures_total")
+    blocked = metric_value(page, "driftline_output_blocked")
+    return (f"broker paused {seconds:.0f}s; {failed:.0f} output sends failed and were retried; "
+            f"blocked now: {blocked:.0f}")
+
+
+HUGE_INPUT_BYTES = (900_000, 2_000_000, 5_000_000)
+
+
+def huge_inputs(served: World, env: dict[str, str], workers: list[WorkerProcess]) -> str:
+    """Send 0.9, 2 and 5 MB messages into the stream; each must come out as one dead letter that fits."""
+    import hashlib
+
+    from kafka import KafkaProducer
+
+    from driftline.contracts import DeadLetter
+    from producers.collect import Collected, collect
+
+    settings = ProducerSettings(**env)  # type: ignore[arg-type]
+    payloads = {
+        hashlib.sha256(body).hexdigest(): body
+        for size in HUGE_INPUT_BYTES
+        for body in [b'{"event_id":"huge-%d","pad":"%s"}' % (size, b"x" * size)]
+    }
+    producer = KafkaProducer(**settings.kafka_python_config(), acks="all", max_request_size=6_000_000)
+    try:
+        for body in payloads.values():
+            producer.send(settings.events_topic, key=b"huge", value=body)
+        producer.flush(timeout=60)
+    finally:
+        producer.close(timeout=10)
+
+    def letters(c: Collected) -> list[DeadLetter]:
+        found = (DeadLetter.model_validate_json(v) for v in c.values(settings.dead_letter_topic))
+        return [d for d in found if d.original_sha256 in payloads]
+
+    got = letters(collect(settings, [settings.dead_letter_topic], lambda c: len(letters(c)) >= len(payloads), 90))
+    verdicts = sorted(
+        f"{(d.original_length or 0) / 1e6:g} MB -> {d.error_type}, kept {len(d.original_value)} B"
+        f"{' (truncated)' if d.original_truncated else ''}"
+        for d in got
+    )
+    return f"{len(got)} of {len(payloads)} huge inputs dead-lettered: " + "; ".join(verdicts)
+
+
 SCENARIOS: dict[str, tuple[Fault, dict[str, str]]] = {
     "worker SIGKILL + restart": (kill_and_restart, {}),
     "worker SIGTERM + restart": (graceful_stop_and_restart, {}),
     "rebalance: join, then leave": (join_and_leave, {}),
     "Redis paused 5 s": (pause_redis, {"DRIFTLINE_FEATURE_TIMEOUT_S": "0.5"}),
     "broker paused 8 s": (pause_broker, {}),
+    "broker paused 8 s, 2 s send timeout": (pause_broker_past_send_timeout, {"DRIFTLINE_SEND_TIMEOUT_S": "2"}),
+    "0.9, 2 and 5 MB inputs mid-stream": (huge_inputs, {}),
 }
 
 

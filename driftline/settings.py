@@ -6,22 +6,77 @@ names are spelled out here and nowhere else; README's settings table lists the s
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from driftline.contracts import largest_whole_dead_letter
 
 #: Ports of the embedded stack; chosen away from the well-known ones so a real Kafka or Redis
 #: on the same machine is never touched by accident.
 EMBEDDED_KAFKA_PORT = 19092
 EMBEDDED_REDIS_PORT = 16379
 
+logger = logging.getLogger(__name__)
+
+#: Where an address came from: set in the environment (or passed in), recorded by a
+#: ``driftline stack up`` under ``$DRIFTLINE_HOME``, or the built-in default.
+AddressSource = Literal["environment", "dev stack", "default"]
+
 
 def _env(name: str) -> Any:
     """Bind a field to exactly one environment variable name."""
     return AliasChoices(name)
+
+
+class StackEndpoints(BaseModel):
+    """Where the embedded stack listens: written by ``driftline stack up``, removed by ``stack down``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kafka_bootstrap_servers: str = Field(min_length=1)
+    redis_url: str = Field(min_length=1)
+
+    @classmethod
+    def read(cls, path: Path) -> StackEndpoints | None:
+        """Return the record at ``path``; None if there is none (or it is unreadable, with a warning)."""
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            logger.warning("ignoring the dev stack record %s: %s", path, exc)
+            return None
+        try:
+            return cls.model_validate_json(raw)
+        except ValidationError as exc:
+            logger.warning("ignoring the dev stack record %s: not a valid record (%d errors)", path, exc.error_count())
+            return None
+
+
+def mask_url(url: str) -> str:
+    """Show a URL without its credentials or query (redis-py reads a password from either)."""
+    parsed = urlparse(url)
+    if not parsed.scheme or not parsed.hostname:
+        return "**********"  # not a URL we can take apart safely: show nothing of it
+    host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
+    userinfo = "**********@" if "@" in parsed.netloc else ""
+    port = f":{parsed.port}" if parsed.port is not None else ""
+    query = "?**********" if parsed.query else ""
+    return f"{parsed.scheme}://{userinfo}{host}{port}{parsed.path}{query}"
 
 
 class _Base(BaseSettings):
@@ -42,6 +97,36 @@ class _Base(BaseSettings):
     def feast_registry_path(self) -> Path:
         """Feast's file registry."""
         return self.home / "feast" / "registry.db"
+
+    @property
+    def stack_dir(self) -> Path:
+        """Pid files and logs of the embedded services, and the record of where they listen."""
+        return self.home / "stack"
+
+    @property
+    def stack_endpoints_path(self) -> Path:
+        """The :class:`StackEndpoints` record of a running ``driftline stack up``."""
+        return self.stack_dir / "endpoints.json"
+
+    def describe_connections(self) -> str:
+        """Say which Kafka and Redis addresses these settings use and where each came from (no secrets)."""
+        return "; ".join(self._connections()) or "no Kafka or Redis"
+
+    def _connections(self) -> list[str]:
+        # Extended by each settings class that holds an address; cooperative, so a class
+        # inheriting both Kafka and Redis settings lists both.
+        return []
+
+    def _source_note(self, source: AddressSource, variable: str) -> str:
+        if source == "environment":
+            return f"from {variable}"
+        if source == "dev stack":
+            return f"from the dev stack's record {self.stack_endpoints_path}"
+        return f"default: {variable} unset, no dev stack record"
+
+    def _unset(self, field: str, value: str) -> bool:
+        # Not given in the environment or as an argument; an empty value counts as not given.
+        return field not in self.model_fields_set or not value.strip()
 
 
 class KafkaSettings(_Base):
@@ -66,6 +151,31 @@ class KafkaSettings(_Base):
     )
     topic_partitions: int = Field(default=4, ge=1, validation_alias=_env("DRIFTLINE_TOPIC_PARTITIONS"))
 
+    _kafka_source: AddressSource = PrivateAttr(default="environment")
+
+    @model_validator(mode="after")
+    def _bootstrap_from_dev_stack(self) -> KafkaSettings:
+        # Precedence: KAFKA_BOOTSTRAP_SERVERS, then the running dev stack's record, then the default.
+        if self._unset("bootstrap_servers", self.bootstrap_servers):
+            record = StackEndpoints.read(self.stack_endpoints_path)
+            if record is not None:
+                self._kafka_source = "dev stack"
+                value = record.kafka_bootstrap_servers
+            else:
+                self._kafka_source = "default"
+                value = type(self).model_fields["bootstrap_servers"].default
+            object.__setattr__(self, "bootstrap_servers", value)  # frozen model; validated above
+        return self
+
+    @property
+    def kafka_source(self) -> AddressSource:
+        """Where ``bootstrap_servers`` came from."""
+        return self._kafka_source
+
+    def _connections(self) -> list[str]:
+        note = self._source_note(self._kafka_source, "KAFKA_BOOTSTRAP_SERVERS")
+        return [f"Kafka {self.bootstrap_servers} ({note})", *super()._connections()]
+
     def kafka_python_config(self) -> dict[str, Any]:
         """Connection options in kafka-python's spelling (producers, admin, tail)."""
         config: dict[str, Any] = {
@@ -89,6 +199,31 @@ class RedisSettings(_Base):
     redis_url: SecretStr = Field(
         default=SecretStr(f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0"), validation_alias=_env("REDIS_URL")
     )
+
+    _redis_source: AddressSource = PrivateAttr(default="environment")
+
+    @model_validator(mode="after")
+    def _redis_from_dev_stack(self) -> RedisSettings:
+        # Precedence: REDIS_URL, then the running dev stack's record, then the default.
+        if self._unset("redis_url", self.redis_url.get_secret_value()):
+            record = StackEndpoints.read(self.stack_endpoints_path)
+            if record is not None:
+                self._redis_source = "dev stack"
+                value = SecretStr(record.redis_url)
+            else:
+                self._redis_source = "default"
+                value = type(self).model_fields["redis_url"].default
+            object.__setattr__(self, "redis_url", value)  # frozen model; validated above
+        return self
+
+    @property
+    def redis_source(self) -> AddressSource:
+        """Where ``redis_url`` came from."""
+        return self._redis_source
+
+    def _connections(self) -> list[str]:
+        note = self._source_note(self._redis_source, "REDIS_URL")
+        return [f"Redis {mask_url(self.redis_url.get_secret_value())} ({note})", *super()._connections()]
 
     def feast_connection_string(self) -> str:
         """Translate REDIS_URL into Feast's ``host:port,db=N,password=...,ssl=true`` form."""
@@ -137,9 +272,24 @@ class WorkerSettings(KafkaSettings, FeastSettings, ModelSettings):
         default="redis", validation_alias=_env("DRIFTLINE_FEATURE_READER"),
         description="redis: one pipelined read of Feast's Redis layout per batch; feast: Feast's async API.",
     )
-    max_event_bytes: int = Field(default=65_536, ge=256, validation_alias=_env("DRIFTLINE_MAX_EVENT_BYTES"))
+    max_event_bytes: int = Field(
+        default=65_536, ge=256, validation_alias=_env("DRIFTLINE_MAX_EVENT_BYTES"),
+        description="Larger messages (key and value) are dead-lettered unparsed, with their first bytes kept.",
+    )
     max_future_skew_s: float = Field(
         default=300.0, ge=0, validation_alias=_env("DRIFTLINE_MAX_FUTURE_SKEW_S")
+    )
+    max_event_age_s: float = Field(
+        default=7 * 86_400.0, gt=0, validation_alias=_env("DRIFTLINE_MAX_EVENT_AGE_S"),
+        description="How far in the past an event_time may be; older events are dead-lettered.",
+    )
+    max_request_bytes: int = Field(
+        default=1_000_000, ge=65_536, validation_alias=_env("DRIFTLINE_MAX_REQUEST_BYTES"),
+        description="The worker producer's largest record; keep it at or below the broker's message.max.bytes.",
+    )
+    send_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, validation_alias=_env("DRIFTLINE_SEND_TIMEOUT_S"),
+        description="How long one send may wait for the broker's acknowledgement before it is retried.",
     )
     fetch_max_wait_ms: int = Field(
         default=5, ge=1, le=5000, validation_alias=_env("DRIFTLINE_FETCH_MAX_WAIT_MS")
@@ -173,6 +323,19 @@ class WorkerSettings(KafkaSettings, FeastSettings, ModelSettings):
         default="INFO", validation_alias=_env("DRIFTLINE_LOG_LEVEL")
     )
 
+    @model_validator(mode="after")
+    def _dead_letters_fit(self) -> WorkerSettings:
+        # An input up to max_event_bytes must dead-letter whole: its key and its base64 value in
+        # one record no larger than the producer's limit. Larger inputs are cut, never dropped.
+        largest = largest_whole_dead_letter(self.max_request_bytes)
+        if self.max_event_bytes > largest:
+            raise ValueError(
+                f"DRIFTLINE_MAX_EVENT_BYTES={self.max_event_bytes} is too large for "
+                f"DRIFTLINE_MAX_REQUEST_BYTES={self.max_request_bytes}: a rejected event of that size would not "
+                f"fit in its dead letter; use at most {largest}, or raise the request size"
+            )
+        return self
+
 
 class WorldSettings(_Base):
     """The simulated world of the worked example; producers and training must agree on it."""
@@ -201,8 +364,3 @@ class StackSettings(_Base):
 
     kafka_port: int = Field(default=EMBEDDED_KAFKA_PORT, validation_alias=_env("DRIFTLINE_STACK_KAFKA_PORT"))
     redis_port: int = Field(default=EMBEDDED_REDIS_PORT, validation_alias=_env("DRIFTLINE_STACK_REDIS_PORT"))
-
-    @property
-    def stack_dir(self) -> Path:
-        """Pid files and logs of the embedded services."""
-        return self.home / "stack"

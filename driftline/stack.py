@@ -27,7 +27,8 @@ from types import TracebackType
 from typing import ClassVar, Self
 
 from driftline.errors import StackError
-from driftline.settings import StackSettings
+from driftline.registry import atomic_write
+from driftline.settings import StackEndpoints, StackSettings
 
 logger = logging.getLogger(__name__)
 
@@ -491,10 +492,19 @@ def _services(settings: StackSettings) -> tuple[BrokerProcess, RedisProcess]:
     )
 
 
+def record_endpoints(settings: StackSettings, broker: BrokerProcess, redis_service: RedisProcess) -> Path:
+    """Record where the stack listens, for every other command's settings to find; return the file."""
+    record = StackEndpoints(kafka_bootstrap_servers=broker.bootstrap, redis_url=redis_service.url)
+    path = settings.stack_endpoints_path
+    atomic_write(path, (record.model_dump_json(indent=2) + "\n").encode())
+    return path
+
+
 def up(settings: StackSettings, timeout: float = DEFAULT_START_TIMEOUT_S) -> Iterator[str]:
-    """Start the broker and Redis unless they already run; yield what happened."""
+    """Start the broker and Redis unless they already run, record their addresses; yield what happened."""
     settings.stack_dir.mkdir(parents=True, exist_ok=True)
-    for service in _services(settings):
+    services = _services(settings)
+    for service in services:
         pid = service.running_pid()
         if pid is not None:
             running_port = service.running_port()
@@ -515,11 +525,15 @@ def up(settings: StackSettings, timeout: float = DEFAULT_START_TIMEOUT_S) -> Ite
             f"{service.name}: started (pid {pid}) at {service.address} "
             f"in {time.monotonic() - started:.2f}s; log {service.log_file}"
         )
-    yield 'point driftline at it with: eval "$(driftline stack env)"'
+    # Written only once both answer, so a record always names a stack that came up whole.
+    path = record_endpoints(settings, *services)
+    yield f"addresses recorded in {path}: driftline commands use them unless the environment names others"
 
 
 def down(settings: StackSettings, timeout: float = DEFAULT_STOP_TIMEOUT_S) -> Iterator[str]:
-    """Stop the broker and Redis started by ``up``; yield what happened."""
+    """Stop the broker and Redis started by ``up``, remove the record of their addresses; yield what happened."""
+    # The record goes first: from here on no command should be pointed at a stack being stopped.
+    settings.stack_endpoints_path.unlink(missing_ok=True)
     for service in reversed(_services(settings)):
         record = service.recorded()
         pid = service.running_pid()
@@ -563,6 +577,7 @@ __all__ = [
     "free_port",
     "kafka_answers",
     "port_accepts",
+    "record_endpoints",
     "redis_answers",
     "status",
     "up",

@@ -39,6 +39,9 @@ STALE_FOR = "10m"
 # scored. The window must be longer than the worst normal gap between batches under light traffic.
 STALL_WINDOW = "3m"
 STALL_FOR = "2m"
+# A worker whose outputs cannot be delivered holds its inputs and consumes nothing more. A broker
+# restart or a leader move blocks it for seconds; a minute means the topic is gone or refuses it.
+OUTPUT_BLOCKED_FOR = "1m"
 # A worker target that does not answer its scrape (or no worker target at all).
 WORKER_DOWN_FOR = "1m"
 # Rate windows of the ratio and quantile alerts: several scrapes (5 s in compose) per window.
@@ -205,6 +208,24 @@ ALERTS: tuple[Alert, ...] = (
         runbook=(
             "Read the worker logs (model reload refused? feature reads failing? broker unreachable?), check "
             "driftline_assigned_partitions and the dead-letter reasons; restart the worker if it hangs."
+        ),
+    ),
+    Alert(
+        name="DriftlineOutputBlocked",
+        uid="driftline-output-blocked",
+        value="max by (instance) (driftline_output_blocked)",
+        op=">",
+        threshold=0,
+        for_=OUTPUT_BLOCKED_FOR,
+        severity="page",
+        summary="Worker {{ $labels.instance }} cannot deliver its outputs",
+        description=(
+            f"Predictions or dead letters have not been acknowledged by the broker for {OUTPUT_BLOCKED_FOR}: "
+            "the worker holds their inputs, consumes nothing more and commits nothing past them."
+        ),
+        runbook=(
+            "The worker log's 'output blocked' line names the topic and the broker's error: recreate a deleted "
+            "topic, grant the worker write access, or bring the broker back. Nothing is lost meanwhile."
         ),
     ),
     Alert(

@@ -231,6 +231,16 @@ def overview() -> dict[str, Any]:
             unit="ops",
         ),
         Panel(
+            "Output delivery",
+            "Sends of predictions and dead letters the broker did not acknowledge (each retried or replaced by "
+            "a dead letter), and workers whose outputs are blocked (they hold their inputs and consume nothing).",
+            (
+                Target(f"sum by (output, error) (rate(driftline_output_send_failures_total[{RATE}]))",
+                       "{{output}} {{error}}"),
+                Target("sum by (instance) (driftline_output_blocked)", "{{instance}} blocked"),
+            ),
+        ),
+        Panel(
             "Missing store features",
             "Scored events that lacked a store feature (unknown entities), by feature.",
             (Target(f"sum by (feature) (rate(driftline_missing_features_total[{RATE}]))", "{{feature}}"),),

@@ -87,9 +87,13 @@ def replay(settings: ProducerSettings, selection: Selection) -> Iterator[str]:
 
     producer = KafkaProducer(**settings.kafka_python_config(), acks="all", enable_idempotence=False)
     sent = 0
+    cut = 0
     try:
         for letter in read_dead_letters(settings):
             if not selection.matches(letter):
+                continue
+            if letter.original_truncated:  # only its first bytes were kept: replaying them would be a new input
+                cut += 1
                 continue
             producer.send(settings.events_topic, key=letter.original_key, value=letter.original_value)
             sent += 1
@@ -99,3 +103,8 @@ def replay(settings: ProducerSettings, selection: Selection) -> Iterator[str]:
     finally:
         producer.close(timeout=10)
     yield f"replayed {sent} dead letters onto {settings.events_topic}"
+    if cut:
+        yield (
+            f"skipped {cut} dead letters that keep only the first bytes of their input (original_truncated); "
+            "their original_length and original_sha256 identify the input at its producer"
+        )

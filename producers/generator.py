@@ -324,10 +324,10 @@ class InvalidEvent:
     expected: DeadLetterType
 
 
-def _valid_base(rng: np.random.Generator, i: int) -> dict[str, Any]:
+def _valid_base(rng: np.random.Generator, i: int, at: datetime) -> dict[str, Any]:
     return {
         "event_id": f"bad-{int(rng.integers(0, 2**32)):08x}-{i:06d}",
-        "event_time": "2026-01-01T12:00:00Z",
+        "event_time": at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "customer_id": f"C{int(rng.integers(0, 1000)):05d}",
         "merchant_id": f"M{int(rng.integers(0, 100)):04d}",
         "amount": round(float(rng.uniform(1, 200)), 2),
@@ -337,6 +337,7 @@ def _valid_base(rng: np.random.Generator, i: int) -> dict[str, Any]:
 
 
 def _mutate(kind: str, event: dict[str, Any]) -> tuple[bytes, DeadLetterType]:
+    """Break ``event`` (valid, stamped recently) in one way; return its bytes and the expected verdict."""
     if kind == "not_json":
         return b"\xff\xfenot json {" + event["event_id"].encode(), "not_json"
     if kind == "json_array":
@@ -348,7 +349,7 @@ def _mutate(kind: str, event: dict[str, Any]) -> tuple[bytes, DeadLetterType]:
         "negative_amount": {"amount": -abs(event["amount"])},
         "amount_as_string": {"amount": f"{event['amount']} EUR"},
         "unparseable_time": {"event_time": "yesterday at noon"},
-        "naive_time": {"event_time": "2026-01-01T12:00:00"},
+        "naive_time": {"event_time": event["event_time"].removesuffix("Z")},
         "unknown_channel": {"channel": "telepathy"},
         "hour_out_of_range": {"hour_of_day": 25},
         "empty_customer_id": {"customer_id": ""},
@@ -371,12 +372,17 @@ INVALID_KINDS: tuple[str, ...] = (
 )
 
 
-def invalid_events(rng: np.random.Generator, n: int) -> list[InvalidEvent]:
-    """Return ``n`` invalid payloads cycling through every kind in ``INVALID_KINDS`` order."""
+def invalid_events(rng: np.random.Generator, n: int, at: datetime | None = None) -> list[InvalidEvent]:
+    """Return ``n`` invalid payloads cycling through every kind in ``INVALID_KINDS`` order.
+
+    Each breaks exactly one rule; the rest of it is valid, including an ``event_time`` of ``at``
+    (default: now), so the verdict names the intended flaw and not the event's age.
+    """
+    at = at if at is not None else datetime.now(UTC)
     out = []
     for i in range(n):
         kind = INVALID_KINDS[i % len(INVALID_KINDS)]
-        payload, expected = _mutate(kind, _valid_base(rng, i))
+        payload, expected = _mutate(kind, _valid_base(rng, i, at))
         out.append(InvalidEvent(kind=kind, payload=payload, expected=expected))
     return out
 

@@ -1,10 +1,13 @@
 """The worker's agent: a micro-batch in, predictions and dead letters out, then the offsets.
 
-Thin by design: the batch logic is ``stream_app.core.pipeline``. Delivery is at-least-once: the
-agent waits for the broker to acknowledge every prediction and dead letter of a batch before it
-asks for the next batch, and only then does Faust mark the batch's events as done and commit
-their offsets. A crash in between redelivers the batch; its predictions repeat with the same
-``prediction_id``.
+Thin by design: the batch logic is ``stream_app.core.pipeline``, delivery is
+``stream_app.adapters.publisher``. Delivery is at-least-once, and an input's offset is committed
+only after the broker has acknowledged an output for it: the agent holds a reference on every
+event of a batch (Faust commits an offset when an event's last reference is released) and
+releases it only when the publisher has delivered every output of the batch. Faust's
+``take_events`` releases its own reference when the agent moves on, even after an error or a
+cancellation, so without the agent's hold a failed batch would be committed unanswered. A crash
+or a stop in between redelivers the batch; its predictions repeat with the same ``prediction_id``.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from typing import Any
 
 import faust
 
+from driftline.settings import WorkerSettings
 from stream_app.adapters.drift_log import append_record, drift_log_path
 from stream_app.adapters.metrics import WorkerMetrics
 from stream_app.adapters.models import ModelHolder
+from stream_app.adapters.publisher import Publisher
 from stream_app.app import Topics
+from stream_app.core.outputs import Output, dead_letter_output, prediction_output
 from stream_app.core.pipeline import BatchResult, Clock, RawRecord, process_batch
 
 logger = logging.getLogger(__name__)
@@ -53,48 +59,53 @@ def _record(event: Any) -> RawRecord:
     )
 
 
-async def publish(producer: Any, topics: Topics, result: BatchResult) -> None:
-    """Send a batch's outputs and wait until the broker has acknowledged all of them.
-
-    Goes straight to the producer of Faust's app rather than through ``Topic.send``: the
-    per-message channel machinery cost twice the rest of the batch in a profile, and driftline
-    needs none of it (no callbacks, no Faust models, acks awaited here).
-    """
+def batch_outputs(result: BatchResult, topics: Topics, max_request_bytes: int) -> list[Output]:
+    """The batch's records to publish: predictions first, then dead letters (each sized to fit)."""
     predictions_topic = topics.predictions.get_topic_name()
     dead_letter_topic = topics.dead_letters.get_topic_name()
-    pending = []
-    for prediction in result.predictions:
-        key = next(iter(prediction.entities.values()), prediction.event_id).encode()
-        value = prediction.model_dump_json().encode()
-        pending.append(await producer.send(predictions_topic, key, value, None, None, None))
-    for letter in result.dead_letters:
-        value = letter.model_dump_json().encode()
-        pending.append(await producer.send(dead_letter_topic, letter.original_key, value, None, None, None))
-    if pending:
-        await asyncio.gather(*pending)
+    outputs = [
+        prediction_output(prediction, source, predictions_topic)
+        for prediction, source in zip(result.predictions, result.prediction_sources, strict=True)
+    ]
+    outputs.extend(dead_letter_output(letter, dead_letter_topic, max_request_bytes) for letter in result.dead_letters)
+    return outputs
 
 
 def register_agents(
     app: faust.App, topics: Topics, holder: ModelHolder, metrics: WorkerMetrics, clock: Clock,
-    batch_size: int, batch_window_s: float, drift_interval_s: float, drift_log_home: Path | None = None,
+    settings: WorkerSettings, drift_log_home: Path | None = None,
 ) -> None:
     """Attach the scoring agent and the model-refresh timer to ``app``."""
+    publisher: Publisher | None = None
 
     async def score_events(stream: faust.StreamT[bytes]) -> None:
+        nonlocal publisher
         # take_events is on the concrete Stream only; it yields events with their offsets.
         assert isinstance(stream, faust.Stream)
-        async for events in stream.take_events(batch_size, within=batch_window_s):
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
+            for event in events:
+                event.message.incref()  # released below, only once the batch's outputs are acknowledged
             serving = holder.current  # read once: a model swap never splits a batch
             result = await process_batch(
                 [_record(e) for e in events], serving.rules, serving.model, serving.reader, clock
             )
             started = clock.perf()
-            await publish(app.producer, topics, result)
+            if publisher is None:
+                publisher = Publisher(
+                    app.producer, topics.dead_letters.get_topic_name(), settings.max_request_bytes, metrics,
+                    clock.now, blocked_after_s=settings.send_timeout_s,
+                )
+            outputs = batch_outputs(result, topics, settings.max_request_bytes)
+            delivery = await publisher.deliver(outputs, serving.model.metadata.version)
+            for event in events:
+                event.ack()
             publish_s = clock.perf() - started
             acked_at = time.time()
             metrics.observe_batch(
                 result, len(events), publish_s,
-                (acked_at - p.event_time.timestamp() for p in result.predictions),
+                (acked_at - p.event_time.timestamp() for i, p in enumerate(result.predictions)
+                 if i not in delivery.refused_predictions),
+                refused_predictions=len(delivery.refused_predictions),
             )
             metrics.observe_freshness(result.feature_ages, serving.view_ttls)
             serving.freshness.observe(result.feature_ages)
@@ -153,6 +164,6 @@ def register_agents(
     app.agent(topics.events, name="score_events", concurrency=1)(score_events)
     app.timer(MODEL_CHECK_INTERVAL_S)(_guarded("refresh_model", refresh_model))
     app.timer(LAG_INTERVAL_S)(_guarded("report_lag", report_lag))
-    app.timer(drift_interval_s)(_guarded("evaluate_drift", evaluate_drift))
+    app.timer(settings.drift_interval_s)(_guarded("evaluate_drift", evaluate_drift))
     app.on_partitions_assigned.connect(on_assigned)
     app.on_partitions_revoked.connect(on_revoked)

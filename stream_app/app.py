@@ -68,6 +68,14 @@ def create_app(settings: WorkerSettings) -> tuple[DriftlineApp, Topics]:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_linger_ms=1,
+        # Sized with DRIFTLINE_MAX_EVENT_BYTES (see WorkerSettings) so a dead letter always fits.
+        producer_max_request_size=settings.max_request_bytes,
+        # A send not acknowledged by then fails and the publisher retries it (Faust's default is 20 min).
+        producer_request_timeout=settings.send_timeout_s,
+        # Refresh the producer's view of the topics every second, not every 5 minutes: a broker that
+        # acknowledges writes to a topic deleted since the last refresh (Tansu does) loses them, and
+        # once the refresh shows the topic gone, sends wait for it (or its re-creation) instead.
+        producer_metadata_max_age_ms=1000,
         processing_guarantee="at_least_once",
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms

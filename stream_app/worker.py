@@ -29,7 +29,8 @@ def build_worker(settings: WorkerSettings) -> faust.Worker:
     """Wire everything; raises DriftlineError when no servable model can be loaded."""
     from feature_repo.store import feature_store
 
-    logger.info("settings: %r", settings)  # secrets print as '**********'
+    # First line: where it connects and why (env, dev stack record, default); secrets print as '**********'.
+    logger.info("using %s; settings: %r", settings.describe_connections(), settings)
     store = feature_store(settings)
     holder = ModelHolder(settings, store)
     meta = holder.current.model.metadata
@@ -45,10 +46,7 @@ def build_worker(settings: WorkerSettings) -> faust.Worker:
 
     app, topics = create_app(settings)
     clock = Clock(now=lambda: datetime.now(UTC), perf=time.perf_counter)
-    register_agents(
-        app, topics, holder, metrics, clock, settings.batch_size, settings.batch_window_s, settings.drift_interval_s,
-        drift_log_home=settings.home,
-    )
+    register_agents(app, topics, holder, metrics, clock, settings, drift_log_home=settings.home)
     return faust.Worker(app, loglevel=settings.log_level, quiet=True)
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 from feast import FeatureStore
 from feast.types import String
 
-from driftline.contracts import Channel
+from driftline.contracts import AMOUNT_MAX, AMOUNT_MIN, HOUR_MAX, HOUR_MIN, Channel
 from driftline.errors import ConfigError
 from driftline.registry import FeatureSpec
 from feature_repo.definitions import FEATURE_SERVICE
@@ -26,13 +26,15 @@ ENTITY_FIELDS = {"customer_id": "customer_id", "merchant_id": "merchant_id"}
 #: Levels of string features, by Feast reference; a level's code is its index.
 CATEGORIES = {"merchant_stats:category": list(MERCHANT_CATEGORIES)}
 
-#: Features read from the event itself, first in the model's column order.
+#: Features read from the event itself, first in the model's column order; bounds from the event contract.
 REQUEST_FEATURES = [
-    FeatureSpec(name="amount", source="request", field="amount", minimum=0.01, maximum=1_000_000),
+    FeatureSpec(name="amount", source="request", field="amount", minimum=AMOUNT_MIN, maximum=AMOUNT_MAX),
     FeatureSpec(
         name="channel", source="request", field="channel", kind="categorical", categories=list(get_args(Channel))
     ),
-    FeatureSpec(name="hour_of_day", source="request", field="hour_of_day", minimum=0, maximum=23, integer=True),
+    FeatureSpec(
+        name="hour_of_day", source="request", field="hour_of_day", minimum=HOUR_MIN, maximum=HOUR_MAX, integer=True
+    ),
 ]
 
 

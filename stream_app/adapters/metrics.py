@@ -51,6 +51,19 @@ class WorkerMetrics:
             "driftline_dead_letters_total", "Dead letters published, by error type.", ["error_type"],
             registry=registry,
         )
+        self.output_send_failures = Counter(
+            "driftline_output_send_failures_total",
+            "Sends of a prediction or dead letter that the broker did not acknowledge (each is retried or "
+            "replaced), by output and error.",
+            ["output", "error"],
+            registry=registry,
+        )
+        self.output_blocked = Gauge(
+            "driftline_output_blocked",
+            "1 while outputs cannot be delivered: the worker holds their inputs, consumes nothing more and "
+            "commits nothing past them.",
+            registry=registry,
+        )
         self.degraded_predictions = Counter(
             "driftline_degraded_predictions_total",
             "Predictions scored without store features because the feature read failed.",
@@ -171,15 +184,23 @@ class WorkerMetrics:
         self.model_info.clear()
         self.model_info.labels(name, version).set(1)
 
-    def observe_batch(self, result: BatchResult, received: int, publish_s: float, latencies: Iterable[float]) -> None:
-        """Record one finished batch: counts, stage times and per-event end-to-end latency."""
+    def observe_batch(
+        self, result: BatchResult, received: int, publish_s: float, latencies: Iterable[float],
+        refused_predictions: int = 0,
+    ) -> None:
+        """Record one finished batch: counts, stage times and per-event end-to-end latency.
+
+        ``refused_predictions`` were scored but published as ``output_failed`` dead letters instead.
+        """
         self.events_received.inc(received)
         self.batch_size.observe(received)
-        if result.predictions:
-            self.events_processed.labels("scored").inc(len(result.predictions))
-        if result.dead_letters:
-            self.events_processed.labels("dead_lettered").inc(len(result.dead_letters))
+        if len(result.predictions) > refused_predictions:
+            self.events_processed.labels("scored").inc(len(result.predictions) - refused_predictions)
+        if result.dead_letters or refused_predictions:
+            self.events_processed.labels("dead_lettered").inc(len(result.dead_letters) + refused_predictions)
             counts: dict[DeadLetterType, int] = {}
+            if refused_predictions:
+                counts["output_failed"] = refused_predictions
             for letter in result.dead_letters:
                 counts[letter.error_type] = counts.get(letter.error_type, 0) + 1
             for error_type, count in counts.items():

@@ -60,7 +60,8 @@ class ModelHolder:
         check_model_against_store(self._store, model.metadata)
         meta = model.metadata
         rules = EventRules.for_model(
-            meta.entity_fields, meta.features, self._settings.max_event_bytes, self._settings.max_future_skew_s
+            meta.entity_fields, meta.features, self._settings.max_event_bytes,
+            self._settings.max_future_skew_s, self._settings.max_event_age_s,
         )
         reader: FetchFeatures
         if self._settings.feature_reader == "redis":

@@ -54,6 +54,7 @@ class BatchResult:
     """What a batch produced, plus what metrics need to know about it."""
 
     predictions: list[Prediction] = field(default_factory=list)
+    prediction_sources: list[RawRecord] = field(default_factory=list)  # the input of each prediction
     dead_letters: list[DeadLetter] = field(default_factory=list)
     timings: StageTimings = field(default_factory=lambda: StageTimings(decode_s=0, features_s=0, predict_s=0))
     feature_error: str | None = None  # set when the store failed and the batch was scored degraded
@@ -74,14 +75,14 @@ class Clock:
 
 
 def _dead_letter(record: RawRecord, rejection: Rejection, model_version: str, at: datetime) -> DeadLetter:
-    return DeadLetter(
+    return DeadLetter.for_input(
+        record.key,
+        record.value,
         error_type=rejection.error_type,
         reason=rejection.reason,
         source_topic=record.topic,
         source_partition=record.partition,
         source_offset=record.offset,
-        original_key=record.key,
-        original_value=record.value if record.value is not None else b"",
         event_id=rejection.event_id,
         model_version=model_version,
         failed_at=at,
@@ -103,7 +104,17 @@ async def process_batch(
 
     valid: list[tuple[RawRecord, ValidEvent]] = []
     for record in records:
-        checked = validate_event(record.value, rules, now)
+        # Key and value both travel in the dead letter, so the size rule counts both, before parsing.
+        key_bytes, value_bytes = len(record.key or b""), len(record.value or b"")
+        checked: ValidEvent | Rejection
+        if key_bytes + value_bytes > rules.max_event_bytes:
+            checked = Rejection(
+                "too_large",
+                f"the message is {key_bytes + value_bytes} bytes (value {value_bytes}, key {key_bytes}), "
+                f"above the limit of {rules.max_event_bytes}",
+            )
+        else:
+            checked = validate_event(record.value, rules, now)
         if isinstance(checked, Rejection):
             result.dead_letters.append(_dead_letter(record, checked, meta.version, now))
         else:
@@ -191,4 +202,5 @@ async def process_batch(
                 timings=timings,
             )
         )
+        result.prediction_sources.append(record)
     return result

@@ -15,10 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from driftline.contracts import DeadLetterType
+from driftline.contracts import ID_MAX_LENGTH, DeadLetterType
 from driftline.registry import FeatureSpec
-
-MAX_ID_LENGTH = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +46,7 @@ class EventRules:
     request_specs: Sequence[FeatureSpec]
     max_event_bytes: int
     max_future_skew: timedelta
+    max_event_age: timedelta
 
     @classmethod
     def for_model(
@@ -56,6 +55,7 @@ class EventRules:
         specs: Sequence[FeatureSpec],
         max_event_bytes: int,
         max_future_skew_s: float,
+        max_event_age_s: float,
     ) -> EventRules:
         """Rules for a model: its entity fields and its request features."""
         return cls(
@@ -63,10 +63,20 @@ class EventRules:
             request_specs=[s for s in specs if s.source == "request"],
             max_event_bytes=max_event_bytes,
             max_future_skew=timedelta(seconds=max_future_skew_s),
+            max_event_age=timedelta(seconds=max_event_age_s),
         )
 
 
-def parse_event_time(value: object, now: datetime, max_future_skew: timedelta) -> datetime | str:
+def _span(span: timedelta) -> str:
+    """A duration for a person: whole days when long or exact (``7 days``), else ``d days, h:mm:ss``."""
+    if span.days >= 10 or (span.days and span == timedelta(days=span.days)):
+        return f"{span.days} day{'' if span.days == 1 else 's'}"
+    return str(span - timedelta(microseconds=span.microseconds))
+
+
+def parse_event_time(
+    value: object, now: datetime, max_future_skew: timedelta, max_event_age: timedelta
+) -> datetime | str:
     """Parse an RFC 3339 timestamp with an offset; return the UTC datetime or a reason."""
     if not isinstance(value, str):
         return f"event_time must be an RFC 3339 string, got {type(value).__name__}"
@@ -78,11 +88,19 @@ def parse_event_time(value: object, now: datetime, max_future_skew: timedelta) -
         return f"event_time {value!r} is not an RFC 3339 timestamp"
     if parsed.tzinfo is None:
         return f"event_time {value!r} has no UTC offset; send e.g. 2026-01-01T12:00:00Z"
-    parsed = parsed.astimezone(UTC)
+    try:
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00, before the first representable instant
+        return f"event_time {value!r} is out of the representable range"
     if parsed - now > max_future_skew:
         return (
             f"event_time {value!r} is {(parsed - now).total_seconds():.0f}s in the future "
             f"(more than the allowed {max_future_skew.total_seconds():.0f}s)"
+        )
+    if now - parsed > max_event_age:
+        return (
+            f"event_time {value!r} is {_span(now - parsed)} old "
+            f"(more than the allowed {_span(max_event_age)})"
         )
     return parsed
 
@@ -122,15 +140,51 @@ def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return seen
 
 
-def _duplicated_key(raw: bytes) -> str | None:
-    """Return a key that appears twice in some object of ``raw`` (already known to be valid JSON)."""
+def _keys_written(raw: bytes) -> int:
+    """Count the keys written in ``raw`` (valid JSON): its colons outside strings, one per key.
+
+    Spacing and escapes cannot hide a key: whatever a string holds is cut out before counting.
+    """
+    if b"\\" in raw:
+        # Backslashes occur only in strings. Dropping escaped backslashes first (pairs, from the left,
+        # as a decoder reads them) leaves every remaining \" an escaped quote, which is dropped too.
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # Now every '"' opens or closes a string: the even pieces lie outside strings.
+    return b"".join(raw.split(b'"')[::2]).count(b":")
+
+
+def _keys_kept(doc: dict[str, object], raw: bytes) -> int:
+    """Count the keys of every object in ``doc`` (iteratively: nesting may be deep)."""
+    if raw.count(b"{") == 1:
+        return len(doc)  # the top object is the only one (a '{' in a string only adds to the count)
+    kept = 0
+    pending: list[object] = [doc]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            kept += len(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return kept
+
+
+def _duplicate_reason(raw: bytes, doc: dict[str, object]) -> str | None:
+    """Why ``raw`` (already decoded by orjson into ``doc``) is ambiguous, or None when no key repeats.
+
+    orjson keeps the last of repeated keys silently, so each repeat leaves one key fewer in ``doc``
+    than written in ``raw``. Counting is exact and costs a few microseconds; the slower stdlib parse
+    runs only on a real duplicate, to name it.
+    """
+    if _keys_written(raw) == _keys_kept(doc, raw):
+        return None
     try:
         json.loads(raw, object_pairs_hook=_no_duplicates)
     except _DuplicateKey as exc:
-        return exc.key
+        return f"field {exc.key[:64]!r} appears more than once"
     except (ValueError, RecursionError):
-        return None  # orjson accepted it; a stricter parser's complaint is not a duplicate
-    return None
+        pass  # too deep for the stdlib parser: the count alone proves the repeat
+    return "a field appears more than once in one object"
 
 
 def validate_event(raw: bytes | None, rules: EventRules, now: datetime) -> ValidEvent | Rejection:
@@ -147,20 +201,18 @@ def validate_event(raw: bytes | None, rules: EventRules, now: datetime) -> Valid
         return Rejection("not_json", f"the message is not valid UTF-8 JSON: {exc}")
     if not isinstance(doc, dict):
         return Rejection("not_json", f"the message must be a JSON object, got a JSON {type(doc).__name__}")
-    # orjson keeps the last of duplicated keys silently. A compact flat object has exactly one '":'
-    # per key, so the exact (slower) check runs only when that count does not match.
-    if raw.count(b'":') != len(doc) and (duplicate := _duplicated_key(raw)) is not None:
-        return Rejection("duplicate_field", f"field {duplicate[:64]!r} appears more than once")
+    if (duplicate := _duplicate_reason(raw, doc)) is not None:
+        return Rejection("duplicate_field", duplicate)
 
     event_id = doc.get("event_id")
     if event_id is None:
         return Rejection("missing_field", "event_id is missing")
-    if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_ID_LENGTH:
-        return Rejection("invalid_field", f"event_id must be a string of 1-{MAX_ID_LENGTH} characters")
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= ID_MAX_LENGTH:
+        return Rejection("invalid_field", f"event_id must be a string of 1-{ID_MAX_LENGTH} characters")
 
     if "event_time" not in doc:
         return Rejection("missing_field", "event_time is missing", event_id)
-    event_time = parse_event_time(doc["event_time"], now, rules.max_future_skew)
+    event_time = parse_event_time(doc["event_time"], now, rules.max_future_skew, rules.max_event_age)
     if isinstance(event_time, str):
         return Rejection("invalid_field", event_time, event_id)
 
@@ -169,9 +221,9 @@ def validate_event(raw: bytes | None, rules: EventRules, now: datetime) -> Valid
         value = doc.get(field)
         if value is None:
             return Rejection("missing_field", f"{field} is missing", event_id)
-        if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH:
+        if not isinstance(value, str) or not 0 < len(value) <= ID_MAX_LENGTH:
             return Rejection(
-                "invalid_field", f"{field} must be a string of 1-{MAX_ID_LENGTH} characters", event_id
+                "invalid_field", f"{field} must be a string of 1-{ID_MAX_LENGTH} characters", event_id
             )
         entities[join_key] = value
 

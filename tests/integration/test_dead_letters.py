@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from kafka import KafkaProducer
@@ -18,8 +19,10 @@ from .conftest import TopicSet
 
 pytestmark = pytest.mark.integration
 
-BAD = [b'{"event_id": "neg-%d", "event_time": "2026-01-01T00:00:00Z", "customer_id": "C1", "merchant_id": "M1", '
-       b'"amount": -%d, "channel": "pos", "hour_of_day": 1}' % (i, i + 1) for i in range(5)] + [b"garbage"]
+# Recent enough for DRIFTLINE_MAX_EVENT_AGE_S, so each is refused for its amount alone.
+RECENT = (datetime.now(UTC) - timedelta(hours=1)).isoformat().replace("+00:00", "Z").encode()
+BAD = [b'{"event_id": "neg-%d", "event_time": "%s", "customer_id": "C1", "merchant_id": "M1", '
+       b'"amount": -%d, "channel": "pos", "hour_of_day": 1}' % (i, RECENT, i + 1) for i in range(5)] + [b"garbage"]
 
 
 def letters(settings: ProducerSettings, n: int) -> list[DeadLetter]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,7 +21,7 @@ from .conftest import TopicSet
 pytestmark = pytest.mark.integration
 
 BASE = {
-    "event_id": "poison-0", "event_time": "2026-01-01T00:00:00Z", "customer_id": "C00001",
+    "event_id": "poison-0", "event_time": datetime.now(UTC).isoformat().replace("+00:00", "Z"), "customer_id": "C00001",
     "merchant_id": "M0001", "amount": 10.0, "channel": "pos", "hour_of_day": 3,
 }
 leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
@@ -40,6 +41,7 @@ payloads = st.one_of(
     st.sampled_from([
         b'{"event_id":"dup","event_id":"dup2"}',
         json.dumps({**BASE, "event_time": "2026-01-01T00:00:00"}).encode(),  # naive
+        json.dumps({**BASE, "event_time": "1970-01-01T00:00:00Z"}).encode(),  # far past
         json.dumps({**BASE, "event_time": "2999-01-01T00:00:00Z"}).encode(),  # far future
         json.dumps({**BASE, "note": "x" * 70_000}).encode(),  # oversized
         b"[" * 5000 + b"]" * 5000,  # deep nesting

@@ -206,6 +206,7 @@ def test_up_status_down(stack_settings: StackSettings) -> None:
     elapsed = time.monotonic() - started
     assert lines[0].startswith("broker: started") and lines[1].startswith("redis: started")
     assert elapsed < 15
+    assert stack_settings.stack_endpoints_path.exists()
     kafka_port, redis_port = stack_settings.kafka_port, stack_settings.redis_port
     assert list(env_lines(stack_settings)) == [
         f"export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{kafka_port}",
@@ -224,6 +225,7 @@ def test_up_status_down(stack_settings: StackSettings) -> None:
     assert list(status(stack_settings)) == ["broker: stopped", "redis: stopped"]
     assert list(down(stack_settings)) == ["redis: not running", "broker: not running"]
     assert not list(stack_settings.stack_dir.glob("*.pid"))
+    assert not stack_settings.stack_endpoints_path.exists()
 
 
 def test_cli_up_detaches_and_down_stops(stack_settings: StackSettings) -> None:
@@ -272,3 +274,62 @@ def test_up_refuses_a_port_taken_by_someone_else(stack_settings: StackSettings) 
         sock.listen()
         with pytest.raises(StackError, match=f"port {stack_settings.kafka_port} is already in use"):
             list(up(stack_settings))
+
+
+def test_commands_find_the_stack_up_recorded(stack_settings: StackSettings) -> None:
+    # Ports away from the defaults, and no address in the environment: `topics` must still find
+    # the broker, through the record `stack up` leaves in DRIFTLINE_HOME.
+    env = {
+        key: value for key, value in os.environ.items() if key not in {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"}
+    }
+    env.update(
+        DRIFTLINE_HOME=str(stack_settings.home),
+        DRIFTLINE_STACK_KAFKA_PORT=str(stack_settings.kafka_port),
+        DRIFTLINE_STACK_REDIS_PORT=str(stack_settings.redis_port),
+    )
+    cli = [sys.executable, "-c", "from driftline.cli import main; main()"]
+    bootstrap = f"127.0.0.1:{stack_settings.kafka_port}"
+    record = stack_settings.stack_endpoints_path
+
+    result = subprocess.run([*cli, "stack", "up"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert f"addresses recorded in {record}" in result.stdout
+    assert orjson.loads(record.read_bytes()) == {
+        "kafka_bootstrap_servers": bootstrap,
+        "redis_url": f"redis://127.0.0.1:{stack_settings.redis_port}/0",
+    }
+
+    suffix = uuid.uuid4().hex[:8]
+    env.update(
+        DRIFTLINE_EVENTS_TOPIC=f"events-{suffix}",
+        DRIFTLINE_PREDICTIONS_TOPIC=f"predictions-{suffix}",
+        DRIFTLINE_DEAD_LETTER_TOPIC=f"dead-letters-{suffix}",
+        DRIFTLINE_TOPIC_PARTITIONS="2",
+    )
+    result = subprocess.run([*cli, "topics"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert f"using Kafka {bootstrap} (from the dev stack's record {record})" in result.stderr
+    assert f"events-{suffix}: created, 2 partitions" in result.stdout
+    # The topics are on the recorded broker: asked directly, it already has them.
+    on_broker = ProducerSettings(
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        DRIFTLINE_HOME=str(stack_settings.home),
+        DRIFTLINE_EVENTS_TOPIC=f"events-{suffix}",
+        DRIFTLINE_PREDICTIONS_TOPIC=f"predictions-{suffix}",
+        DRIFTLINE_DEAD_LETTER_TOPIC=f"dead-letters-{suffix}",
+        DRIFTLINE_TOPIC_PARTITIONS=2,
+    )
+    assert all(": exists, 2 partitions" in line for line in ensure_topics(on_broker))
+
+    # An address set in the environment is used as given, and named as such.
+    result = subprocess.run(
+        [*cli, "topics"], env={**env, "KAFKA_BOOTSTRAP_SERVERS": bootstrap},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"using Kafka {bootstrap} (from KAFKA_BOOTSTRAP_SERVERS)" in result.stderr
+
+    result = subprocess.run([*cli, "stack", "down"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert not record.exists()
+    assert ProducerSettings(DRIFTLINE_HOME=str(stack_settings.home)).kafka_source == "default"

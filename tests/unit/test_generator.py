@@ -229,13 +229,14 @@ def _reject_reason(payload: bytes) -> str:
 
 
 def test_invalid_events_are_all_rejected_with_the_expected_reason():
-    bad = invalid_events(np.random.default_rng(9), 25)
+    at = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    bad = invalid_events(np.random.default_rng(9), 25, at=at)
     assert len(bad) == 25
     assert {b.kind for b in bad} == set(INVALID_KINDS)
     for item in bad:
         assert isinstance(item.payload, bytes)
         assert _reject_reason(item.payload) == item.expected, item.kind
-    assert invalid_events(np.random.default_rng(9), 25) == bad
+    assert invalid_events(np.random.default_rng(9), 25, at=at) == bad
 
 
 def test_no_customer_transacts_twice_in_one_second(world):

@@ -14,7 +14,10 @@ SPECS = [
                 categories=["online", "pos", "atm"]),
     FeatureSpec(name="hour_of_day", source="request", field="hour_of_day", integer=True, minimum=0, maximum=23),
 ]
-RULES = EventRules.for_model({"customer_id": "customer_id", "merchant_id": "merchant_id"}, SPECS, 4096, 300)
+MAX_AGE_S = 7 * 86_400.0
+RULES = EventRules.for_model(
+    {"customer_id": "customer_id", "merchant_id": "merchant_id"}, SPECS, 4096, 300, MAX_AGE_S
+)
 
 
 def event(**overrides: object) -> dict[str, object]:
@@ -102,8 +105,37 @@ def test_rejection_keeps_the_event_id_when_readable() -> None:
     assert isinstance(result, Rejection) and result.event_id == "e-1"
 
 
+def test_an_event_older_than_the_allowed_age_is_refused_with_a_readable_reason() -> None:
+    result = check(event(event_time="1970-01-01T00:00:00Z"))
+    assert isinstance(result, Rejection) and result.error_type == "invalid_field"
+    assert result.reason == "event_time '1970-01-01T00:00:00Z' is 20779 days old (more than the allowed 7 days)"
+
+
+def test_an_event_just_inside_the_allowed_age_is_accepted() -> None:
+    inside = NOW - timedelta(seconds=MAX_AGE_S) + timedelta(milliseconds=1)
+    assert isinstance(check(event(event_time=inside.isoformat())), ValidEvent)
+    outside = NOW - timedelta(seconds=MAX_AGE_S + 1)
+    result = check(event(event_time=outside.isoformat()))
+    assert isinstance(result, Rejection) and result.error_type == "invalid_field"
+    assert result.reason.endswith("is 7 days, 0:00:01 old (more than the allowed 7 days)"), result.reason
+
+
+def test_the_allowed_age_is_a_setting() -> None:
+    hourly = EventRules.for_model(RULES.entity_fields, SPECS, 4096, 300, 3600)
+    raw = orjson.dumps(event(event_time=(NOW - timedelta(hours=2)).isoformat()))
+    result = validate_event(raw, hourly, NOW)
+    assert isinstance(result, Rejection) and "is 2:00:00 old (more than the allowed 1:00:00)" in result.reason
+    assert isinstance(validate_event(raw, RULES, NOW), ValidEvent)
+
+
+def test_an_offset_beyond_the_calendar_is_refused_not_raised() -> None:
+    for stamp in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"):
+        result = check(event(event_time=stamp))
+        assert isinstance(result, Rejection) and result.error_type == "invalid_field", stamp
+
+
 def test_skew_allowance_is_a_setting() -> None:
-    strict = EventRules.for_model(RULES.entity_fields, SPECS, 4096, 0)
+    strict = EventRules.for_model(RULES.entity_fields, SPECS, 4096, 0, MAX_AGE_S)
     raw = orjson.dumps(event(event_time=(NOW + timedelta(seconds=5)).isoformat()))
     assert isinstance(validate_event(raw, strict, NOW), Rejection)
     assert isinstance(validate_event(raw, RULES, NOW), ValidEvent)
@@ -114,9 +146,44 @@ def test_duplicated_keys_are_refused_even_with_spaces_or_nesting() -> None:
         b'{"event_id":"a","event_id":"b","event_time":"2026-11-22T11:59:59Z"}',
         b'{"event_id" : "a", "amount" : 1, "amount" : 2}',
         b'{"event_id":"a","meta":{"x":1,"x":2}}',
+        b'{"event_id":"a","meta":[1,{"y":{"x":1,"z":[],"x":2}}]}',
     ):
         result = validate_event(raw, RULES, NOW)
         assert isinstance(result, Rejection) and result.error_type == "duplicate_field", raw
+
+
+def test_a_spaced_key_cannot_balance_a_duplicated_one() -> None:
+    # One '":' short ("channel" :) and one too many (amount twice): a count of '":' saw nothing.
+    raw = (
+        b'{"event_id":"e-1","event_time":"2026-11-22T11:59:59Z","customer_id":"C00001","merchant_id":"M0001",'
+        b'"amount":12.5,"channel" :"pos","hour_of_day":11,"amount":99999}'
+    )
+    result = validate_event(raw, RULES, NOW)
+    assert isinstance(result, Rejection) and result.error_type == "duplicate_field"
+    assert result.reason == "field 'amount' appears more than once"
+
+
+def test_an_escaped_key_is_the_same_key() -> None:
+    raw = orjson.dumps(event())[:-1] + b',"am\\u006funt":99999}'  # \u006f is "o"
+    result = validate_event(raw, RULES, NOW)
+    assert isinstance(result, Rejection) and result.error_type == "duplicate_field"
+    assert "'amount'" in result.reason
+
+
+def test_a_duplicate_too_deep_for_the_stdlib_parser_is_still_refused() -> None:
+    depth = 1000  # orjson accepts it; the stdlib parser hits the recursion limit
+    raw = b'{"event_id":"a","deep":' + b"[" * depth + b'{"x":1,"x":2}' + b"]" * depth + b"}"
+    result = validate_event(raw, EventRules.for_model({}, [], 65_536, 300, MAX_AGE_S), NOW)
+    assert isinstance(result, Rejection) and result.error_type == "duplicate_field", result
+
+
+def test_strings_with_colons_quotes_and_escapes_are_not_keys() -> None:
+    for extra in (
+        {"meta": {"x": 1}, "more": {"x": 2, "y": {"x": 3}}, "x": 4},  # one name in different objects
+        {"note": 'he said "x": 1, {"y": 2}'},
+        {"a:b": "c:d", "e\\": "\\:\"", "\u00e9:": {"k": "v:"}},
+    ):
+        assert isinstance(check(event(**extra)), ValidEvent), extra
 
 
 def test_strings_that_look_like_keys_do_not_trip_the_duplicate_check() -> None:
