@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -15,3 +16,12 @@ def configure_logging(level: str = "INFO") -> None:
     logging.getLogger("kafka").setLevel(quiet)
     # Feast logs every registry cache refresh at INFO.
     logging.getLogger("feast").setLevel(quiet)
+
+
+def quiet_library_warnings() -> None:
+    """Hide library deprecation notices a user can do nothing about (again, after a library reset them).
+
+    kafka-python 3.0 loads its protocol schemas with a deprecated importlib.resources call, and
+    importing feast puts a "once" filter for every DeprecationWarning in front of the others.
+    """
+    warnings.filterwarnings("ignore", message="(read_text|open_text) is deprecated", category=DeprecationWarning)

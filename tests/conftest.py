@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from driftline.stack import BrokerProcess, RedisProcess
+from driftline_tools.stack import BrokerProcess, RedisProcess
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from driftline.runner import WorkerProcess
-from driftline.scenarios import SMALL_WORLD
 from driftline.settings import KafkaSettings, ProducerSettings, TrainingSettings
-from driftline.stack import free_port
+from driftline_tools.runner import WorkerProcess
+from driftline_tools.scenarios import SMALL_WORLD
+from driftline_tools.stack import free_port
 from producers.admin import ensure_topics
 
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 def test_bench_smoke_measures_every_contender(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     done = subprocess.run(
-        [sys.executable, "-m", "driftline.cli", "bench", "--smoke", "--out-dir", str(out)],
+        [sys.executable, "-m", "driftline_tools.cli", "bench", "--smoke", "--out-dir", str(out)],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -10,8 +10,8 @@ import pytest
 from kafka import KafkaProducer
 
 from driftline.contracts import DeadLetter
-from driftline.runner import WorkerProcess
 from driftline.settings import ProducerSettings
+from driftline_tools.runner import WorkerProcess
 from producers.collect import Collected, collect
 from producers.deadletters import Selection, inspect, replay
 

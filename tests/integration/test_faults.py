@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from driftline.scenarios import SCENARIOS, World, run_scenario, world
+from driftline_tools.scenarios import SCENARIOS, World, run_scenario, world
 
 pytestmark = pytest.mark.integration
 

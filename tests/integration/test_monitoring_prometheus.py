@@ -25,8 +25,8 @@ import pytest
 import yaml
 from kafka import KafkaProducer
 
-from driftline.runner import WorkerProcess, metric_value
-from driftline.stack import free_port
+from driftline_tools.runner import WorkerProcess, metric_value
+from driftline_tools.stack import free_port
 from monitoring import DATASOURCE_UID, WORKER_JOB
 from tests.support import require_binary
 

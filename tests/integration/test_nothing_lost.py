@@ -14,7 +14,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
 from driftline.contracts import DeadLetter, Prediction
-from driftline.runner import WorkerProcess, metric_value
+from driftline_tools.runner import WorkerProcess, metric_value
 from producers.admin import ensure_topics
 from producers.collect import Collected, collect
 from producers.generator import build_world, event_stream

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from kafka import KafkaProducer
 
 from driftline.contracts import DeadLetter, Prediction
-from driftline.runner import WorkerProcess, metric_value
+from driftline_tools.runner import WorkerProcess, metric_value
 from producers.collect import Collected, collect
 
 from .conftest import TopicSet

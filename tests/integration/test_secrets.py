@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from driftline.runner import WorkerProcess
+from driftline_tools.runner import WorkerProcess
 
 from .conftest import TopicSet
 from .test_stream_e2e import publish, read_outputs

@@ -20,7 +20,7 @@ import redis
 from driftline.contracts import TransactionEvent
 from driftline.errors import StackError
 from driftline.settings import ProducerSettings, StackSettings
-from driftline.stack import (
+from driftline_tools.stack import (
     BrokerProcess,
     RedisProcess,
     down,
@@ -235,7 +235,7 @@ def test_cli_up_detaches_and_down_stops(stack_settings: StackSettings) -> None:
         "DRIFTLINE_STACK_KAFKA_PORT": str(stack_settings.kafka_port),
         "DRIFTLINE_STACK_REDIS_PORT": str(stack_settings.redis_port),
     }
-    cli = [sys.executable, "-c", "from driftline.cli import main; main()", "stack"]
+    cli = [sys.executable, "-c", "from driftline_tools.cli import main; main()", "stack"]
     result = subprocess.run([*cli, "up"], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     # The command has exited; the services must still be up.
@@ -287,7 +287,7 @@ def test_commands_find_the_stack_up_recorded(stack_settings: StackSettings) -> N
         DRIFTLINE_STACK_KAFKA_PORT=str(stack_settings.kafka_port),
         DRIFTLINE_STACK_REDIS_PORT=str(stack_settings.redis_port),
     )
-    cli = [sys.executable, "-c", "from driftline.cli import main; main()"]
+    cli = [sys.executable, "-c", "from driftline_tools.cli import main; main()"]
     bootstrap = f"127.0.0.1:{stack_settings.kafka_port}"
     record = stack_settings.stack_endpoints_path
 

@@ -15,7 +15,7 @@ from kafka import KafkaProducer
 
 from driftline.contracts import DeadLetter, Prediction, prediction_id
 from driftline.registry import ARTIFACT_FILE, ModelRegistry
-from driftline.runner import WorkerProcess, metric_value
+from driftline_tools.runner import WorkerProcess, metric_value
 from producers.collect import Collected, collect
 from producers.generator import build_world, event_stream, invalid_events
 

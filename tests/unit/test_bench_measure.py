@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from benchmarks.measure import (
+from driftline_tools.bench.measure import (
     BenchReport,
     ContenderResult,
     LoadResult,

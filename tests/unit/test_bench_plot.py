@@ -7,8 +7,8 @@ import zlib
 
 import numpy as np
 
-from benchmarks.measure import ContenderResult, LoadResult
-from benchmarks.plot import COLORS, encode_png, latency_plot
+from driftline_tools.bench.measure import ContenderResult, LoadResult
+from driftline_tools.bench.plot import COLORS, encode_png, latency_plot
 
 
 def _decode(png: bytes) -> np.ndarray:

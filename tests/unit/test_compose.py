@@ -148,7 +148,7 @@ def _parse_cli(args: list[str]) -> None:
     """Parse a driftline command line the way the CLI would, without running it."""
     import typer
 
-    from driftline.cli import app
+    from driftline_tools.cli import app
 
     # typer vendors its own click, so the objects are handled by duck typing.
     command: Any = typer.main.get_command(app)

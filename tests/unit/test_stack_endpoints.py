@@ -19,7 +19,7 @@ from driftline.settings import (
     WorkerSettings,
     mask_url,
 )
-from driftline.stack import BrokerProcess, RedisProcess, down, record_endpoints
+from driftline_tools.stack import BrokerProcess, RedisProcess, down, record_endpoints
 
 RECORDED_KAFKA = "127.0.0.1:29092"
 RECORDED_REDIS = "redis://127.0.0.1:26379/0"

@@ -4,7 +4,7 @@ aiokafka consumer in a group, ``getmany`` batches, one pipelined redis.asyncio H
 Feast's hashes per batch (keys computed once per entity, values decoded without Feast), one
 ``predict_proba`` per batch, one aiokafka send per prediction, wait for the acks, commit. No
 validation, no dead letters, no metrics, no drift: whatever driftline costs above this is the price
-of those. Run as ``python -m benchmarks.raw_floor --layout FILE`` with the worker's environment.
+of those. Run as ``python -m driftline_tools.bench.raw_floor --layout FILE`` with the worker's environment.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ async def _main(settings: WorkerSettings, layout: RedisLayout) -> None:
 
 
 def main() -> None:
-    """Entry point: ``python -m benchmarks.raw_floor --layout FILE``."""
+    """Entry point: ``python -m driftline_tools.bench.raw_floor --layout FILE``."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--layout", type=Path, required=True, help="RedisLayout JSON written by the bench.")
     args = parser.parse_args()

@@ -29,8 +29,10 @@ from pathlib import Path
 
 import orjson
 
-from benchmarks.load import Collector, Publisher, event_pool
-from benchmarks.measure import (
+from driftline.errors import DriftlineError
+from driftline.settings import ProducerSettings, TrainingSettings, WorkerSettings
+from driftline_tools.bench.load import Collector, Publisher, event_pool
+from driftline_tools.bench.measure import (
     BenchReport,
     ContenderName,
     ContenderResult,
@@ -40,10 +42,8 @@ from benchmarks.measure import (
     peak_rss_bytes,
     sustained_window,
 )
-from benchmarks.plot import write_plot
-from driftline.errors import DriftlineError
-from driftline.scenarios import World, world
-from driftline.settings import ProducerSettings, TrainingSettings, WorkerSettings
+from driftline_tools.bench.plot import write_plot
+from driftline_tools.scenarios import World, world
 from stream_app.adapters.feast_redis import layout_from_store
 
 logger = logging.getLogger(__name__)
@@ -244,8 +244,8 @@ def run_bench(config: BenchConfig, out_dir: Path, home: Path | None = None) -> t
         pool = event_pool(ProducerSettings(**served.env), config.pool_size)  # type: ignore[arg-type]
         starters: dict[ContenderName, Callable[[World, dict[str, str], int], Processes]] = {
             "driftline": _start_driftline,
-            "naive": _start_module("benchmarks.naive_app", []),
-            "raw-floor": _start_module("benchmarks.raw_floor", ["--layout", str(layout_path)]),
+            "naive": _start_module("driftline_tools.bench.naive_app", []),
+            "raw-floor": _start_module("driftline_tools.bench.raw_floor", ["--layout", str(layout_path)]),
         }
         ours = run_contender(served, "driftline", starters["driftline"], config, pool, None)
         results = {"driftline": ours}

@@ -51,7 +51,7 @@ def _log_connections(settings: KafkaSettings | RedisSettings) -> None:
 def stack_up() -> None:
     """Start the embedded Kafka-protocol broker and Redis on loopback (idempotent)."""
     from driftline.settings import StackSettings
-    from driftline.stack import up
+    from driftline_tools.stack import up
 
     for line in up(StackSettings()):
         typer.echo(line)
@@ -61,7 +61,7 @@ def stack_up() -> None:
 def stack_down() -> None:
     """Stop the embedded broker and Redis."""
     from driftline.settings import StackSettings
-    from driftline.stack import down
+    from driftline_tools.stack import down
 
     for line in down(StackSettings()):
         typer.echo(line)
@@ -71,7 +71,7 @@ def stack_down() -> None:
 def stack_status() -> None:
     """Say whether the embedded services are running, and where."""
     from driftline.settings import StackSettings
-    from driftline.stack import status
+    from driftline_tools.stack import status
 
     for line in status(StackSettings()):
         typer.echo(line)
@@ -81,7 +81,7 @@ def stack_status() -> None:
 def stack_env() -> None:
     """Print the environment variables that point driftline at the embedded stack."""
     from driftline.settings import StackSettings
-    from driftline.stack import env_lines
+    from driftline_tools.stack import env_lines
 
     for line in env_lines(StackSettings()):
         typer.echo(line)
@@ -316,7 +316,7 @@ def demo(
     keep_running: Annotated[bool, typer.Option(help="Leave the stack up afterwards.")] = True,
 ) -> None:
     """Run everything on the embedded stack and print a summary."""
-    from driftline.demo import run_demo
+    from driftline_tools.demo import run_demo
 
     for line in run_demo(events=events, rate=rate, invalid_fraction=invalid_fraction, keep_running=keep_running):
         typer.echo(line)
@@ -365,7 +365,7 @@ def faults(
     rate: Annotated[float, typer.Option(help="Events per second.")] = 200.0,
 ) -> None:
     """Run the fault scenarios on throwaway services and print sent/scored/dead-lettered/duplicated/lost."""
-    from driftline.scenarios import TABLE_HEADER, run_all
+    from driftline_tools.scenarios import TABLE_HEADER, run_all
 
     typer.echo(TABLE_HEADER)
     for result in run_all(scenario, count=count, rate=rate):
@@ -379,7 +379,7 @@ def soak(
     every: Annotated[float, typer.Option(help="Seconds between samples.")] = 15.0,
 ) -> None:
     """Stream steadily through one worker on throwaway services; print memory and latency over time."""
-    from driftline.scenarios import soak as run_soak
+    from driftline_tools.scenarios import soak as run_soak
 
     typer.echo("| elapsed s | scored | worker RSS MB | e2e mean ms | e2e p99 ms (bucket bound) |")
     typer.echo("|---:|---:|---:|---:|---:|")
@@ -403,7 +403,7 @@ def bench(
     import signal
     import sys
 
-    from benchmarks.run import BenchConfig, run_bench
+    from driftline_tools.bench.run import BenchConfig, run_bench
 
     # SIGTERM unwinds like an exception, so the throwaway broker, Redis and workers are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -419,12 +419,10 @@ def bench(
 
 def main() -> None:
     """Entry point of the ``driftline`` console script; a DriftlineError exits 1 with its message."""
-    import warnings
-
     from driftline.errors import DriftlineError
+    from driftline.logs import quiet_library_warnings
 
-    # kafka-python 3.0 loads its protocol schemas with a deprecated importlib.resources call.
-    warnings.filterwarnings("ignore", message="(read_text|open_text) is deprecated", category=DeprecationWarning)
+    quiet_library_warnings()
     try:
         app()
     except DriftlineError as exc:

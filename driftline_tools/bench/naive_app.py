@@ -4,7 +4,7 @@ Per event: Feast's synchronous ``get_online_features`` for that one entity row, 
 ``predict_proba`` on one row, one prediction sent and its acknowledgement awaited. It uses the same
 Faust app and topics as the worker (``stream_app.app.create_app``, including the fetch wait the
 embedded broker needs), so the difference measured is the agent, not the transport settings.
-Run as ``python -m benchmarks.naive_app`` with the worker's environment.
+Run as ``python -m driftline_tools.bench.naive_app`` with the worker's environment.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def build(settings: WorkerSettings) -> faust.Worker:
 
 
 def main() -> None:
-    """Entry point: ``python -m benchmarks.naive_app``."""
+    """Entry point: ``python -m driftline_tools.bench.naive_app``."""
     settings = WorkerSettings()
     configure_logging(settings.log_level)
     build(settings).execute_from_commandline()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.measure import ContenderResult
+from driftline_tools.bench.measure import ContenderResult
 
 Canvas = npt.NDArray[np.uint8]
 Color = tuple[int, int, int]

@@ -28,9 +28,9 @@ import orjson
 
 from driftline.contracts import utc_now
 from driftline.errors import DriftlineError
-from driftline.runner import WorkerProcess, metric_value
 from driftline.settings import ProducerSettings, TrainingSettings
-from driftline.stack import BrokerProcess, RedisProcess, free_port
+from driftline_tools.runner import WorkerProcess, metric_value
+from driftline_tools.stack import BrokerProcess, RedisProcess, free_port
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import numpy as np
 import orjson
 
 from driftline.registry import ModelRegistry
-from driftline.runner import WorkerProcess, metric_value
 from driftline.settings import ProducerSettings, StackSettings, TrainingSettings, WorkerSettings
+from driftline_tools.runner import WorkerProcess, metric_value
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 def run_demo(events: int, rate: float, invalid_fraction: float, keep_running: bool) -> Iterator[str]:
     """Run the demo end to end and yield its report, line by line."""
-    from driftline import stack
+    from driftline_tools import stack
     from feature_repo.store import apply, materialize
     from producers.admin import ensure_topics
     from producers.collect import collect
