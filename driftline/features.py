@@ -10,7 +10,8 @@ which scikit-learn's histogram gradient boosting treats as "missing".
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +19,19 @@ import numpy.typing as npt
 from driftline.registry import FeatureSpec
 
 Matrix = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineRows:
+    """What the online store returned for a list of entity rows."""
+
+    values: list[dict[str, object]]  # per row: FeatureSpec.name -> value (None when missing)
+    # per row: feature view -> epoch seconds its values were computed for (absent when missing)
+    view_timestamps: list[dict[str, float]] = field(default_factory=list)
+
+
+#: Reads the online store for entity rows (join key -> value); raises FeatureStoreError on failure.
+FetchFeatures = Callable[[list[dict[str, str]]], Awaitable[OnlineRows]]
 
 
 def _numeric_column(spec: FeatureSpec, values: Sequence[object]) -> Matrix:

@@ -184,13 +184,14 @@ def drift_simulate(
     out: Annotated[Path | None, typer.Option(help="Write every evaluation to this JSON file.")] = None,
 ) -> None:
     """Stream stationary then drifted events through features, model and drift monitor; summarize."""
+    from drift.simulate import SimulationConfig
     from driftline.settings import TrainingSettings
-    from training.drift_sim import SimulationConfig, run
+    from driftline_tools.simulation import run
 
     config = SimulationConfig(
         stationary=stationary,
         drifted=drifted,
-        drift=drift,  # type: ignore[arg-type]  # checked against producers.generator.DRIFTS
+        drift=drift,  # checked against producers.generator.DRIFTS when the events are generated
         window=window,
         every=every,
         alpha=alpha,
@@ -229,9 +230,9 @@ def drift_report(
     output: Annotated[Path, typer.Option("--output", help="HTML file to write.")] = Path("drift-report.html"),
 ) -> None:
     """Render a simulation run or a running worker's drift log as a self-contained HTML page (inline SVG)."""
+    from drift.report import latest_log, write_report
     from driftline.errors import ConfigError
     from driftline.settings import TrainingSettings
-    from training.drift_report import latest_log, write_report
 
     if (input is None) == (not latest):
         raise ConfigError("give either --input FILE or --latest")

@@ -21,8 +21,8 @@ from typing import Any
 
 import faust
 
+from drift.log import append_record, drift_log_path
 from driftline.settings import WorkerSettings
-from stream_app.adapters.drift_log import append_record, drift_log_path
 from stream_app.adapters.metrics import WorkerMetrics
 from stream_app.adapters.models import ModelHolder
 from stream_app.adapters.publisher import Publisher

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.ensemble import HistGradientBoostingClassifier
 
+from drift.reference import build_reference
 from driftline.errors import ConfigError
 from driftline.features import build_matrix_from_columns
 from driftline.registry import FeatureSpec, ModelMetadata, ModelRegistry
@@ -30,7 +31,6 @@ from training.dataset import (
     training_set,
 )
 from training.evaluate import evaluate
-from training.reference import build_reference
 
 logger = logging.getLogger(__name__)
 

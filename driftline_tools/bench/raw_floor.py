@@ -26,7 +26,7 @@ from driftline.features import build_matrix
 from driftline.logs import configure_logging
 from driftline.registry import ModelRegistry
 from driftline.settings import WorkerSettings
-from stream_app.adapters.feast_redis import RedisLayout, RedisOnlineReader
+from feature_repo.redis_reader import RedisLayout, RedisOnlineReader
 
 logger = logging.getLogger(__name__)
 

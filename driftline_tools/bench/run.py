@@ -44,7 +44,7 @@ from driftline_tools.bench.measure import (
 )
 from driftline_tools.bench.plot import write_plot
 from driftline_tools.scenarios import World, world
-from stream_app.adapters.feast_redis import layout_from_store
+from feature_repo.redis_reader import layout_from_store
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from drift.monitor import DriftReport
 from driftline.contracts import DeadLetterType
-from stream_app.core.drift import DriftReport
 from stream_app.core.pipeline import BatchResult
 
 # Stage durations are per batch: a feature read of a few hundred keys takes ~1-20 ms on loopback,

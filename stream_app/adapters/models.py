@@ -9,14 +9,14 @@ from typing import Any
 
 import redis.asyncio
 
+from drift.freshness import FreshnessWindow
+from drift.monitor import DriftMonitor
 from driftline.errors import DriftlineError
-from driftline.registry import LoadedModel, ModelMetadata, ModelRegistry
+from driftline.features import FetchFeatures
+from driftline.registry import LoadedModel, ModelRegistry
 from driftline.settings import WorkerSettings
-from stream_app.adapters.feast_redis import RedisOnlineReader, layout_from_store
-from stream_app.adapters.feature_store import FeastOnlineReader, check_model_against_store
-from stream_app.core.drift import DriftMonitor
-from stream_app.core.freshness import FreshnessWindow
-from stream_app.core.pipeline import FetchFeatures
+from feature_repo.online import FeastOnlineReader, check_model_against_store, view_ttls
+from feature_repo.redis_reader import RedisOnlineReader, layout_from_store
 from stream_app.core.validation import EventRules
 
 logger = logging.getLogger(__name__)
@@ -32,15 +32,6 @@ class ServingModel:
     view_ttls: dict[str, float]  # feature view -> TTL in seconds (0 = none)
     drift: DriftMonitor  # this version's inputs and scores against this version's reference
     freshness: FreshnessWindow  # ages of store values over the same number of recent events
-
-
-def view_ttls(store: Any, metadata: ModelMetadata) -> dict[str, float]:
-    """TTL in seconds of each feature view the model reads (0 when the view has none)."""
-    ttls: dict[str, float] = {}
-    for view in metadata.feature_views:
-        ttl = store.get_feature_view(view).ttl
-        ttls[view] = ttl.total_seconds() if ttl else 0.0
-    return ttls
 
 
 class ModelHolder:

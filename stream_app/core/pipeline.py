@@ -8,7 +8,7 @@ this module raises on an event's content.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from driftline.contracts import DeadLetter, Prediction, StageTimings, prediction_id
 from driftline.errors import FeatureStoreError
-from driftline.features import build_matrix
+from driftline.features import FetchFeatures, OnlineRows, build_matrix
 from driftline.registry import LoadedModel
 from stream_app.core.scoring import score_matrix, score_rows_isolated
 from stream_app.core.validation import EventRules, Rejection, ValidEvent, validate_event
@@ -34,19 +34,6 @@ class RawRecord:
     topic: str
     partition: int
     offset: int
-
-
-@dataclass(frozen=True, slots=True)
-class OnlineRows:
-    """What the online store returned for a list of entity rows."""
-
-    values: list[dict[str, object]]  # per row: FeatureSpec.name -> value (None when missing)
-    # per row: feature view -> epoch seconds its values were computed for (absent when missing)
-    view_timestamps: list[dict[str, float]] = field(default_factory=list)
-
-
-#: Reads the online store for entity rows (join key -> value); raises FeatureStoreError on failure.
-FetchFeatures = Callable[[list[dict[str, str]]], Awaitable[OnlineRows]]
 
 
 @dataclass(slots=True)

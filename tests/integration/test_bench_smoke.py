@@ -11,8 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from driftline.registry import ModelRegistry
+from feature_repo.redis_reader import RedisOnlineReader, layout_from_store
 from feature_repo.store import feature_store
-from stream_app.adapters.feast_redis import RedisOnlineReader, layout_from_store
 from tests.integration.conftest import ServedWorld
 
 pytestmark = pytest.mark.integration

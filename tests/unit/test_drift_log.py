@@ -1,7 +1,7 @@
 import numpy as np
 import orjson
 
-from stream_app.adapters.drift_log import append_record, drift_log_path
+from drift.log import append_record, drift_log_path
 
 
 def test_records_with_numpy_values_are_appended_as_json_lines(tmp_path) -> None:

@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from drift.freshness import FreshnessWindow
+from drift.monitor import DriftMonitor
+from drift.reference import build_reference
+from drift.report import _ticks, latest_log, load_run, render, worker_run, write_report
+from drift.simulate import feature_ages
 from driftline.errors import ConfigError
 from driftline.registry import FeatureSpec
-from stream_app.core.drift import DriftMonitor
-from stream_app.core.freshness import FreshnessWindow
-from training.drift_report import _ticks, latest_log, load_run, render, worker_run, write_report
-from training.drift_sim import feature_ages
-from training.reference import build_reference
 
 SPECS = [
     FeatureSpec(name="amount", source="request", field="amount"),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from drift.reference import bin_index, build_reference, categorical_sketch, numeric_sketch
 from driftline.registry import FeatureSpec
 from training.evaluate import evaluate
-from training.reference import bin_index, build_reference, categorical_sketch, numeric_sketch
 
 
 def test_perfect_ranking():

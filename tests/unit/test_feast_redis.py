@@ -12,7 +12,7 @@ from feast.protos.feast.types.Value_pb2 import Value
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream_app.adapters.feast_redis import RedisLayout, ViewLayout, decode_value, redis_key, serialize_entity_key
+from feature_repo.redis_reader import RedisLayout, ViewLayout, decode_value, redis_key, serialize_entity_key
 
 keys = st.text(min_size=1, max_size=20)
 

@@ -1,6 +1,6 @@
 import pytest
 
-from stream_app.core.freshness import FreshnessWindow
+from drift.freshness import FreshnessWindow
 
 
 def test_summary_per_view_with_ttl_share() -> None:

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Bottom to top. A package imports only packages of the layers below its own.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"driftline"}),  # kernel: contracts, settings, errors, logs, registry, feature matrix
-    frozenset({"feature_repo", "monitoring"}),  # Feast definitions and reads; dashboards and alerts as code
+    frozenset({"feature_repo", "monitoring", "drift"}),  # Feast definitions and reads; dashboards and alerts; drift
     frozenset({"stream_app", "producers"}),  # the worker; the example world and Kafka clients
     frozenset({"training"}),  # training sets, models, drift references
     frozenset({"driftline_tools"}),  # the CLI, dev stack, demo, scenarios, benchmark

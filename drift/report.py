@@ -23,8 +23,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
+from drift.simulate import final_lines, summarize
 from driftline.errors import ConfigError
-from training.drift_sim import final_lines, summarize
 
 XAxis = Literal["auto", "events", "time"]
 #: ``auto``: events seen, unless a worker log's count restarts (a worker restart); then event time.
@@ -133,7 +133,7 @@ def load_run(source: Path, model_version: str | None = None) -> dict[str, Any]:
 
 def latest_log(home: Path, model_version: str | None = None) -> Path:
     """The most recently written worker drift log under ``home``/drift (of ``model_version`` if given)."""
-    directory = home / "drift"  # stream_app.adapters.drift_log.drift_log_path
+    directory = home / "drift"  # drift.log.drift_log_path
     pattern = f"*-{model_version}.jsonl" if model_version else "*.jsonl"
     logs = sorted(directory.glob(pattern), key=lambda p: p.stat().st_mtime)
     if not logs:

@@ -1,17 +1,21 @@
-"""Online feature reads through Feast's async API, and the model/feature-service compatibility check."""
+"""Online feature reads through Feast's own API: async for the worker, sync for offline tools.
+
+Also the model/feature-service compatibility check and the views' TTLs; the fast reader of Feast's
+Redis layout is ``feature_repo.redis_reader``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from feast.online_response import TIMESTAMP_POSTFIX
 
 from driftline.errors import FeatureStoreError, ModelLoadError
+from driftline.features import OnlineRows
 from driftline.registry import FeatureSpec, ModelMetadata
-from stream_app.core.pipeline import OnlineRows
 
 logger = logging.getLogger(__name__)
 
@@ -92,3 +96,50 @@ class FeastOnlineReader:
                 if seconds:  # 0 when the store has no row for the entity
                     row_stamps[view] = float(seconds)
         return OnlineRows(values=out, view_timestamps=stamps)
+
+
+def view_ttls(store: Any, metadata: ModelMetadata) -> dict[str, float]:
+    """TTL in seconds of each feature view the model reads (0 when the view has none)."""
+    ttls: dict[str, float] = {}
+    for view in metadata.feature_views:
+        ttl = store.get_feature_view(view).ttl
+        ttls[view] = ttl.total_seconds() if ttl else 0.0
+    return ttls
+
+
+#: Entity rows per synchronous online read (distinct entity-key combinations).
+READ_CHUNK = 1_000
+
+
+def read_online_sync(
+    store: Any,
+    specs: Sequence[FeatureSpec],
+    entity_fields: dict[str, str],
+    events: Sequence[Mapping[str, Any]],
+) -> OnlineRows:
+    """Per event, its store features by column name and per view their timestamp: Feast's own synchronous read.
+
+    For offline tools (the drift simulation): one ``get_online_features`` call per ``READ_CHUNK``
+    distinct entity rows, the same values and timestamps the worker's readers return.
+    """
+    feast_specs = [s for s in specs if s.source == "feast" and s.ref]
+    refs = [s.ref for s in feast_specs if s.ref]
+    names = {s.ref.replace(":", "__", 1): s.name for s in feast_specs if s.ref}
+    # All features of a view share its timestamp: read it from the view's first feature (as the worker does).
+    stamp_columns = {
+        str(s.feature_view): s.ref.replace(":", "__", 1) + TIMESTAMP_POSTFIX for s in reversed(feast_specs) if s.ref
+    }
+    keys = [tuple(str(e[field]) for field in entity_fields) for e in events]
+    distinct = list(dict.fromkeys(keys))
+    values: dict[tuple[str, ...], dict[str, object]] = {}
+    stamps: dict[tuple[str, ...], dict[str, float]] = {}
+    for i in range(0, len(distinct), READ_CHUNK):
+        chunk = distinct[i : i + READ_CHUNK]
+        rows = [dict(zip(entity_fields.values(), key, strict=True)) for key in chunk]
+        response = store.get_online_features(features=refs, entity_rows=rows, full_feature_names=True)
+        columns = response.to_dict(include_event_timestamps=True)
+        for r, key in enumerate(chunk):
+            values[key] = {name: columns[full][r] for full, name in names.items()}
+            # 0 when the store has no row for the entity: no age then, as in the worker.
+            stamps[key] = {view: float(columns[col][r]) for view, col in stamp_columns.items() if columns[col][r]}
+    return OnlineRows(values=[values[key] for key in keys], view_timestamps=[stamps[key] for key in keys])

@@ -1,13 +1,13 @@
 """Drift simulation: a stationary then drifted stream through the worker's scoring path, monitored.
 
-Events come from the seeded world of ``producers.generator`` (as ``driftline produce`` sends them),
-store features from the Feast *online* store (the values the worker reads), the matrix from
-``driftline.features.build_matrix`` and scores from the registered model, batch by batch as in the
-worker; a :class:`~stream_app.core.drift.DriftMonitor` observes every batch and is evaluated every
-``every`` events. The age of the store's values (event time minus the view's feature timestamp)
-goes through a :class:`~stream_app.core.freshness.FreshnessWindow` as in the worker, and each
-evaluation carries its summary. The run (every evaluation) is written as JSON for
-``driftline drift report``.
+Given the events, their online store values and the model (``driftline drift simulate`` takes the
+events from the seeded example world and the values from the Feast online store, the values the
+worker reads), the matrix comes from ``driftline.features.build_matrix`` and the scores from the
+model, batch by batch as in the worker; a :class:`~drift.monitor.DriftMonitor` observes every batch
+and is evaluated every ``every`` events. The age of the store's values (event time minus the
+view's feature timestamp) goes through a :class:`~drift.freshness.FreshnessWindow` as in the
+worker, and each evaluation carries its summary. The run (every evaluation) is written as JSON
+for ``driftline drift report``.
 
 Event time is compressed: the stationary part spans ``hours`` of event time (a whole day by
 default, so windows of night traffic are part of the test for false alarms). Event time is also
@@ -20,31 +20,24 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from feast.online_response import TIMESTAMP_POSTFIX
+import numpy.typing as npt
 
-from driftline.errors import ConfigError
-from driftline.features import build_matrix
-from driftline.registry import FeatureSpec, ModelRegistry
-from driftline.settings import TrainingSettings
-from feature_repo.store import feature_store
-from producers.generator import DRIFTS, Drift, build_world, event_stream
-from stream_app.adapters.models import view_ttls
-from stream_app.core.drift import SCORE, DriftMonitor, DriftReport
-from stream_app.core.freshness import FreshnessWindow
-from stream_app.core.pipeline import OnlineRows
-from stream_app.core.scoring import score_matrix
+from drift.freshness import FreshnessWindow
+from drift.monitor import SCORE, DriftMonitor, DriftReport
+from driftline.features import Matrix, OnlineRows, build_matrix
+from driftline.registry import FeatureSpec, LoadedModel
 
 logger = logging.getLogger(__name__)
 
-#: Entity rows per online read (distinct customer/merchant pairs).
-READ_CHUNK = 1_000
+#: Scores a matrix with the model (the worker's ``score_matrix`` bound to the estimator).
+Score = Callable[[Matrix], npt.NDArray[np.float64]]
 
 
 @dataclass(frozen=True)
@@ -53,7 +46,7 @@ class SimulationConfig:
 
     stationary: int = 40_000
     drifted: int = 10_000
-    drift: Drift = "amount_shift"
+    drift: str = "amount_shift"  # one of the example world's drifts
     window: int = 2_000
     every: int = 500
     alpha: float = 0.01
@@ -72,50 +65,7 @@ def default_start(now: datetime) -> datetime:
     return noon if noon <= now else noon - timedelta(days=1)
 
 
-def generate_events(settings: TrainingSettings, config: SimulationConfig, start: datetime) -> list[dict[str, Any]]:
-    """The stationary events, then the drifted ones, continuing at the same event-time rate."""
-    if config.drift not in DRIFTS or config.drift == "none":
-        raise ConfigError(f"drift must be one of {', '.join(d for d in DRIFTS if d != 'none')}")
-    world = build_world(settings.seed, settings.n_customers, settings.n_merchants)
-    rng = np.random.default_rng([config.seed, 2])
-    rate = config.stationary / (config.hours * 3600.0)
-    events = list(event_stream(world, config.stationary, rng, start, rate=rate, include_label=True))
-    drift_start = start + timedelta(seconds=config.stationary / rate)
-    events += event_stream(world, config.drifted, rng, drift_start, drift=config.drift, rate=rate, include_label=True)
-    return events
-
-
-def read_online(
-    store: Any,
-    specs: Sequence[FeatureSpec],
-    entity_fields: dict[str, str],
-    events: Sequence[dict[str, Any]],
-) -> OnlineRows:
-    """Per event, its store features by column name and per view their timestamp, from the Feast online store."""
-    feast_specs = [s for s in specs if s.source == "feast" and s.ref]
-    refs = [s.ref for s in feast_specs if s.ref]
-    names = {s.ref.replace(":", "__", 1): s.name for s in feast_specs if s.ref}
-    # All features of a view share its timestamp: read it from the view's first feature (as the worker does).
-    stamp_columns = {
-        str(s.feature_view): s.ref.replace(":", "__", 1) + TIMESTAMP_POSTFIX for s in reversed(feast_specs) if s.ref
-    }
-    keys = [tuple(str(e[field]) for field in entity_fields) for e in events]
-    distinct = list(dict.fromkeys(keys))
-    values: dict[tuple[str, ...], dict[str, object]] = {}
-    stamps: dict[tuple[str, ...], dict[str, float]] = {}
-    for i in range(0, len(distinct), READ_CHUNK):
-        chunk = distinct[i : i + READ_CHUNK]
-        rows = [dict(zip(entity_fields.values(), key, strict=True)) for key in chunk]
-        response = store.get_online_features(features=refs, entity_rows=rows, full_feature_names=True)
-        columns = response.to_dict(include_event_timestamps=True)
-        for r, key in enumerate(chunk):
-            values[key] = {name: columns[full][r] for full, name in names.items()}
-            # 0 when the store has no row for the entity: no age then, as in the worker.
-            stamps[key] = {view: float(columns[col][r]) for view, col in stamp_columns.items() if columns[col][r]}
-    return OnlineRows(values=[values[key] for key in keys], view_timestamps=[stamps[key] for key in keys])
-
-
-def feature_ages(events: Sequence[dict[str, Any]], stamps: Sequence[dict[str, float]]) -> dict[str, list[float]]:
+def feature_ages(events: Sequence[Mapping[str, Any]], stamps: Sequence[dict[str, float]]) -> dict[str, list[float]]:
     """Per feature view, the age (seconds) of each event's store values at the event's time."""
     ages: dict[str, list[float]] = {}
     for event, row in zip(events, stamps, strict=True):
@@ -129,13 +79,13 @@ def _epoch(event_time: str) -> float:
     return datetime.fromisoformat(event_time).timestamp()
 
 
-def _row(event: dict[str, Any], store_values: dict[str, object], specs: Sequence[FeatureSpec]) -> dict[str, object]:
+def _row(event: Mapping[str, Any], store_values: dict[str, object], specs: Sequence[FeatureSpec]) -> dict[str, object]:
     request = {s.name: event.get(s.field) for s in specs if s.source == "request" and s.field}
     return {**store_values, **request}
 
 
 def _evaluation(
-    report: DriftReport, event: dict[str, Any], stationary: int, freshness: dict[str, dict[str, float]]
+    report: DriftReport, event: Mapping[str, Any], stationary: int, freshness: dict[str, dict[str, float]]
 ) -> dict[str, Any]:
     # "events", "event_time", "report" and "freshness" are also the keys of the worker's drift log.
     return {
@@ -211,10 +161,18 @@ def final_lines(evaluation: dict[str, Any]) -> Iterator[str]:
         )
 
 
-def run(settings: TrainingSettings, config: SimulationConfig, out: Path | None) -> Iterator[str]:
-    """Simulate, monitor, print the summary, and write every evaluation to ``out``."""
+def run(
+    model: LoadedModel,
+    events: Sequence[Mapping[str, Any]],
+    online: OnlineRows,
+    ttls: Mapping[str, float],
+    config: SimulationConfig,
+    start: datetime,
+    score: Score,
+    out: Path | None,
+) -> Iterator[str]:
+    """Monitor ``events`` (with their store values ``online``), print the summary, write every evaluation to ``out``."""
     started = time.perf_counter()
-    model = ModelRegistry(settings.registry_dir).load(settings.model_name, config.version)
     meta = model.metadata
     reference = meta.reference
     strata = reference.get("strata", {}).get("feature")
@@ -222,20 +180,7 @@ def run(settings: TrainingSettings, config: SimulationConfig, out: Path | None) 
         f"model {meta.name} {meta.version}: reference sketch v{reference.get('version', '?')} "
         f"(n={reference.get('n', 0)}; " + (f"strata by {strata})" if strata else "no time-of-day strata)")
     )
-    start = config.start or default_start(datetime.now(UTC))
-    events = generate_events(settings, config, start)
-    t_read = time.perf_counter()
-    store = feature_store(settings)
-    online = read_online(store, meta.features, meta.entity_fields, events)
-    ttls = view_ttls(store, meta)
     store_rows, stamps = online.values, online.view_timestamps
-    read_s = time.perf_counter() - t_read
-    missing = sum(v is None for row in store_rows for v in row.values())
-    yield (
-        f"{len(events)} events ({config.stationary} stationary + {config.drifted} {config.drift}), event time "
-        f"{events[0]['event_time']} .. {events[-1]['event_time']}; online features read from Feast in {read_s:.1f}s "
-        f"({missing} missing values)"
-    )
 
     monitor = DriftMonitor(
         meta.features,
@@ -256,7 +201,7 @@ def run(settings: TrainingSettings, config: SimulationConfig, out: Path | None) 
         batch = events[i : i + config.batch]
         rows = [_row(e, v, meta.features) for e, v in zip(batch, store_rows[i : i + config.batch], strict=True)]
         matrix = build_matrix(meta.features, rows)
-        scores = score_matrix(model.estimator, matrix)
+        scores = score(matrix)
         t0 = time.perf_counter()
         monitor.observe(matrix, scores)
         observe_s.append(time.perf_counter() - t0)

@@ -6,7 +6,7 @@ last bin ``x >= edges[-1]`` (the same as ``numpy.searchsorted(edges, x, side="ri
 ``proportions`` are shares of the non-missing values per bin; ``missing_rate`` is the NaN share.
 A categorical sketch holds the share of each level among non-missing values, and the missing rate.
 
-Version 2 adds, for the KS test of ``stream_app.core.drift``:
+Version 2 adds, for the KS test of ``drift.monitor``:
 
 - ``sample`` on each numeric sketch (and the score's): up to ``SAMPLE_SIZE`` non-missing values
   drawn without replacement with a fixed seed, in random order (so any prefix is itself a random
@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from drift.monitor import SAMPLE_DIGITS, round_significant
 from driftline.registry import FeatureSpec
-from stream_app.core.drift import SAMPLE_DIGITS, round_significant
 
 SKETCH_VERSION = 2
 _DECILES = np.linspace(0.1, 0.9, 9)

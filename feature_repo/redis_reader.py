@@ -24,9 +24,9 @@ from typing import Any
 
 import orjson
 
+from driftline.features import OnlineRows
 from driftline.registry import ModelMetadata
-from stream_app.adapters.feature_store import bounded_read
-from stream_app.core.pipeline import OnlineRows
+from feature_repo.online import bounded_read
 
 #: feast ValueType codes used in entity keys (feast/value_type.py).
 _VALUE_TYPE_BYTES = 1

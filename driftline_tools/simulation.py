@@ -1,0 +1,60 @@
+"""`driftline drift simulate`: the example world's events and the Feast online store, through the drift monitor.
+
+The wiring only: events from ``producers.generator``, their store values through Feast's own
+synchronous read, the model from the registry; the simulation itself is ``drift.simulate``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drift.simulate import SimulationConfig, default_start
+from drift.simulate import run as simulate
+from driftline.errors import ConfigError
+from driftline.registry import ModelRegistry
+from driftline.settings import TrainingSettings
+from feature_repo.online import read_online_sync, view_ttls
+from feature_repo.store import feature_store
+from producers.generator import DRIFTS, Drift, build_world, event_stream
+from stream_app.core.scoring import score_matrix
+
+
+def generate_events(settings: TrainingSettings, config: SimulationConfig, start: datetime) -> list[dict[str, Any]]:
+    """The stationary events, then the drifted ones, continuing at the same event-time rate."""
+    if config.drift not in DRIFTS or config.drift == "none":
+        raise ConfigError(f"drift must be one of {', '.join(d for d in DRIFTS if d != 'none')}")
+    drift: Drift = config.drift  # type: ignore[assignment]  # checked just above
+    world = build_world(settings.seed, settings.n_customers, settings.n_merchants)
+    rng = np.random.default_rng([config.seed, 2])
+    rate = config.stationary / (config.hours * 3600.0)
+    events = list(event_stream(world, config.stationary, rng, start, rate=rate, include_label=True))
+    drift_start = start + timedelta(seconds=config.stationary / rate)
+    events += event_stream(world, config.drifted, rng, drift_start, drift=drift, rate=rate, include_label=True)
+    return events
+
+
+def run(settings: TrainingSettings, config: SimulationConfig, out: Path | None) -> Iterator[str]:
+    """Generate the events, read their store values, and run the simulation on them."""
+    model = ModelRegistry(settings.registry_dir).load(settings.model_name, config.version)
+    meta = model.metadata
+    start = config.start or default_start(datetime.now(UTC))
+    events = generate_events(settings, config, start)
+    t_read = time.perf_counter()
+    store = feature_store(settings)
+    online = read_online_sync(store, meta.features, meta.entity_fields, events)
+    ttls = view_ttls(store, meta)
+    read_s = time.perf_counter() - t_read
+    missing = sum(v is None for row in online.values for v in row.values())
+    yield (
+        f"{len(events)} events ({config.stationary} stationary + {config.drifted} {config.drift}), event time "
+        f"{events[0]['event_time']} .. {events[-1]['event_time']}; online features read from Feast in {read_s:.1f}s "
+        f"({missing} missing values)"
+    )
+    yield from simulate(model, events, online, ttls, config, start, partial(score_matrix, model.estimator), out)
