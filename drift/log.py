@@ -1,14 +1,52 @@
-"""The worker's drift log: one JSON line per evaluation, for `driftline drift report`."""
+"""The worker's drift log: one typed JSON line per evaluation, written by the worker, read by the report."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 #: A log past this size is rotated to ``.1`` (replacing the previous one), so disk use is bounded.
 MAX_LOG_BYTES = 20 * 1024 * 1024
+
+
+class FreshnessSummary(BaseModel):
+    """Age of one feature view's store values over the recent scored events (``FreshnessWindow.summary``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    events: float
+    p50_s: float
+    p99_s: float
+    ttl_s: float
+    stale_share: float
+
+
+class DriftLogRecord(BaseModel):
+    """One drift evaluation of one served model version, as a line of the worker's drift log."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    model_name: str
+    model_version: str
+    events: int  # events the monitor had seen when it evaluated
+    event_time: datetime  # the worker's clock at the evaluation
+    report: dict[str, Any]  # drift.monitor.DriftReport.to_dict()
+    freshness: dict[str, FreshnessSummary]
+
+    @classmethod
+    def of(
+        cls, model_name: str, model_version: str, at: datetime, report: Any,
+        freshness: Mapping[str, Mapping[str, float]],
+    ) -> DriftLogRecord:
+        """The record of ``report`` (a ``DriftReport``) and the freshness summary, evaluated ``at``."""
+        return cls(
+            model_name=model_name, model_version=model_version, events=report.events_seen, event_time=at,
+            report=report.to_dict(), freshness={view: FreshnessSummary(**f) for view, f in freshness.items()},
+        )
 
 
 def drift_log_path(home: Path, model_name: str, model_version: str) -> Path:
@@ -16,17 +54,24 @@ def drift_log_path(home: Path, model_name: str, model_version: str) -> Path:
     return home / "drift" / f"{model_name}-{model_version}.jsonl"
 
 
-def append_record(path: Path, record: dict[str, Any]) -> None:
+def append_record(path: Path, record: DriftLogRecord) -> None:
     """Append one evaluation (called from a worker thread, never on the event loop)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and path.stat().st_size > MAX_LOG_BYTES:
         path.replace(path.with_suffix(path.suffix + ".1"))
     with path.open("ab") as handle:
-        handle.write(orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY, default=_plain) + b"\n")
+        handle.write(record.model_dump_json().encode() + b"\n")
 
 
-def _plain(value: Any) -> Any:
-    """Numpy scalars that orjson does not take directly."""
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+def read_records(text: str) -> tuple[list[DriftLogRecord], int]:
+    """The records of a drift log, and how many lines were not one (a torn last line after a crash)."""
+    records: list[DriftLogRecord] = []
+    skipped = 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(DriftLogRecord.model_validate_json(line))
+        except ValidationError:
+            skipped += 1
+    return records, skipped

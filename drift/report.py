@@ -23,6 +23,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
+from drift.log import DriftLogRecord, read_records
 from drift.simulate import final_lines, summarize
 from driftline.errors import ConfigError
 
@@ -45,72 +46,38 @@ def _esc(text: object) -> str:
 
 
 def _is_log(source: Path, text: str) -> bool:
-    """A worker log by name (``.jsonl``, also rotated ``.jsonl.1``) or by its first line being one evaluation."""
+    """A worker log by name (``.jsonl``, also rotated ``.jsonl.1``) or by its first line being one record."""
     if ".jsonl" in source.suffixes:
         return True
-    first = text.lstrip().split("\n", 1)[0]
-    try:
-        record = json.loads(first)
-    except json.JSONDecodeError:
-        return False  # an indented document starts with a bare "{"
-    return isinstance(record, dict) and "report" in record and "evaluations" not in record
+    records, _ = read_records(text.lstrip().split("\n", 1)[0])
+    return bool(records)
 
 
-def _model_of(source: Path, model_version: str | None) -> tuple[str, str]:
-    """Model name and version from ``<model>-<version>.jsonl``; ``model_version`` overrides the version."""
-    stem = source.name.split(".jsonl", 1)[0] if ".jsonl" in source.suffixes else source.stem
-    name, _, version = stem.rpartition("-")  # versions carry no "-" (20261122T082153Z); names may
-    if not name:
-        name, version = stem, ""
-    return name, model_version or version or "(unknown version)"
-
-
-def parse_log(text: str) -> tuple[list[dict[str, Any]], int]:
-    """The evaluations of a worker log, and how many lines were not one (a torn last line after a crash)."""
-    records: list[dict[str, Any]] = []
-    skipped = 0
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            skipped += 1
-            continue
-        if isinstance(record, dict) and isinstance(record.get("report"), dict) and "events" in record:
-            records.append(record)
-        else:
-            skipped += 1
-    return records, skipped
-
-
-def worker_run(
-    records: Sequence[dict[str, Any]], name: str, version: str, log: str = "", skipped: int = 0
-) -> dict[str, Any]:
+def worker_run(records: Sequence[DriftLogRecord], log: str = "", skipped: int = 0) -> dict[str, Any]:
     """A worker log as a run: no drift start, config (window, alpha) from the latest report."""
     if not records:
         raise ConfigError(f"the drift log {log} holds no evaluations ({skipped} unreadable lines)")
-    last = records[-1]["report"]
+    last = records[-1]
     return {
         "source": "worker",
         "log": log,
         "skipped_lines": skipped,
-        "model": {"name": name, "version": version},
-        "config": {"window": last["window_size"], "alpha": last["alpha"]},
+        "model": {"name": last.model_name, "version": last.model_version},
+        "config": {"window": last.report["window_size"], "alpha": last.report["alpha"]},
         "drift_start_event": None,
         "evaluations": [
             {
-                "events": r["events"],
-                "event_time": r.get("event_time"),
-                "report": r["report"],
-                "freshness": r.get("freshness") or {},
+                "events": r.events,
+                "event_time": r.event_time.isoformat(),
+                "report": r.report,
+                "freshness": {view: f.model_dump() for view, f in r.freshness.items()},
             }
             for r in records
         ],
     }
 
 
-def load_run(source: Path, model_version: str | None = None) -> dict[str, Any]:
+def load_run(source: Path) -> dict[str, Any]:
     """The run in ``source``: a simulation's JSON or a worker's drift log (detected by suffix or content)."""
     try:
         text = source.read_text(encoding="utf-8")
@@ -119,9 +86,8 @@ def load_run(source: Path, model_version: str | None = None) -> dict[str, Any]:
             f"no run at {source}; write one with `driftline drift simulate --out` or run the worker"
         ) from exc
     if _is_log(source, text):
-        records, skipped = parse_log(text)
-        name, version = _model_of(source, model_version)
-        return worker_run(records, name, version, log=source.name, skipped=skipped)
+        records, skipped = read_records(text)
+        return worker_run(records, log=source.name, skipped=skipped)
     try:
         run = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -538,10 +504,10 @@ def _x_axis(value: str) -> XAxis:
     raise ConfigError(f"the x axis is one of {', '.join(X_AXES)}, not {value!r}")
 
 
-def write_report(source: Path, target: Path, model_version: str | None = None, x_axis: str = "auto") -> str:
+def write_report(source: Path, target: Path, x_axis: str = "auto") -> str:
     """Render the run or drift log in ``source`` to ``target`` (HTML); return a one-line summary."""
     axis = _x_axis(x_axis)
-    run = load_run(source, model_version)
+    run = load_run(source)
     page = render(run, axis)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(page, encoding="utf-8")

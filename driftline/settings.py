@@ -176,22 +176,6 @@ class KafkaSettings(_Base):
         note = self._source_note(self._kafka_source, "KAFKA_BOOTSTRAP_SERVERS")
         return [f"Kafka {self.bootstrap_servers} ({note})", *super()._connections()]
 
-    def kafka_python_config(self) -> dict[str, Any]:
-        """Connection options in kafka-python's spelling (producers, admin, tail)."""
-        config: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers.split(","),
-            "security_protocol": self.security_protocol,
-        }
-        if self.sasl_mechanism:
-            config["sasl_mechanism"] = self.sasl_mechanism
-            config["sasl_plain_username"] = self.sasl_username
-            config["sasl_plain_password"] = (
-                self.sasl_password.get_secret_value() if self.sasl_password else None
-            )
-        if self.ssl_cafile:
-            config["ssl_cafile"] = str(self.ssl_cafile)
-        return config
-
 
 class RedisSettings(_Base):
     """Where the online feature store lives."""

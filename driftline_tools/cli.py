@@ -237,7 +237,7 @@ def drift_report(
     if (input is None) == (not latest):
         raise ConfigError("give either --input FILE or --latest")
     source = input if input is not None else latest_log(TrainingSettings().home, model_version)
-    typer.echo(write_report(source, output, model_version, x_axis))
+    typer.echo(write_report(source, output, x_axis))
 
 
 # --- streaming ------------------------------------------------------------------------------------

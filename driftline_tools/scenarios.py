@@ -154,18 +154,15 @@ class Publisher(threading.Thread):
 
     def run(self) -> None:
         """Publish, then wait for every acknowledgement (retrying through broker pauses)."""
-        from kafka import KafkaProducer
-
         from producers.generator import build_world, event_stream, invalid_events
+        from producers.kafka_clients import create_producer
 
         world = build_world(self.settings.seed, self.settings.n_customers, self.settings.n_merchants)
         rng = np.random.default_rng()
         events = event_stream(world, self.count, rng, start_time=utc_now(), rate=max(self.rate, 1.0))
         bad = iter(invalid_events(rng, self.count // self.invalid_every + 1 if self.invalid_every else 0))
-        producer = KafkaProducer(
-            **self.settings.kafka_python_config(), acks="all", linger_ms=5, enable_idempotence=False,
-            retries=2_000_000_000, delivery_timeout_ms=180_000, request_timeout_ms=15_000,
-            max_in_flight_requests_per_connection=1,
+        producer = create_producer(
+            self.settings, retries=2_000_000_000, delivery_timeout_ms=180_000, request_timeout_ms=15_000
         )
         started = time.monotonic()
         try:
@@ -329,10 +326,9 @@ def huge_inputs(served: World, env: dict[str, str], workers: list[WorkerProcess]
     """Send 0.9, 2 and 5 MB messages into the stream; each must come out as one dead letter that fits."""
     import hashlib
 
-    from kafka import KafkaProducer
-
     from driftline.contracts import DeadLetter
     from producers.collect import Collected, collect
+    from producers.kafka_clients import create_producer
 
     settings = ProducerSettings(**env)  # type: ignore[arg-type]
     payloads = {
@@ -340,7 +336,7 @@ def huge_inputs(served: World, env: dict[str, str], workers: list[WorkerProcess]
         for size in HUGE_INPUT_BYTES
         for body in [b'{"event_id":"huge-%d","pad":"%s"}' % (size, b"x" * size)]
     }
-    producer = KafkaProducer(**settings.kafka_python_config(), acks="all", max_request_size=6_000_000)
+    producer = create_producer(settings, max_request_size=6_000_000)
     try:
         for body in payloads.values():
             producer.send(settings.events_topic, key=b"huge", value=body)

@@ -26,9 +26,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
 
-from driftline.errors import StackError
+from driftline.errors import DriftlineError, StackError
 from driftline.registry import atomic_write
-from driftline.settings import StackEndpoints, StackSettings
+from driftline.settings import KafkaSettings, StackEndpoints, StackSettings
 
 logger = logging.getLogger(__name__)
 
@@ -65,22 +65,19 @@ def _split_hostport(address: str) -> tuple[str, int]:
 
 def kafka_answers(bootstrap: str, timeout: float = 3.0) -> str | None:
     """Send one metadata request to ``bootstrap``; return None if it answered, else the reason."""
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
+
+    from producers.kafka_clients import create_admin
 
     first = bootstrap.split(",")[0]
     if not port_accepts(*_split_hostport(first), timeout=min(timeout, 1.0)):
         return f"nothing accepts connections on {first}"
-    timeout_ms = max(int(timeout * 1000), 500)
+    # The embedded broker speaks PLAINTEXT: built without reading the environment's security settings.
+    plaintext = KafkaSettings.model_construct(bootstrap_servers=bootstrap)
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap.split(","),
-            client_id="driftline-stack-probe",
-            request_timeout_ms=timeout_ms,
-            bootstrap_timeout_ms=timeout_ms,
-        )
-    except (KafkaError, OSError) as exc:
-        return f"no Kafka answer from {bootstrap}: {exc!r}"
+        admin = create_admin(plaintext, timeout_s=max(timeout, 0.5), client_id="driftline-stack-probe")
+    except (DriftlineError, OSError) as exc:
+        return f"no Kafka answer from {bootstrap}: {exc.__cause__ or exc!r}"
     try:
         admin.list_topics()
     except (KafkaError, OSError) as exc:

@@ -8,6 +8,7 @@ from typing import Any
 
 from driftline.errors import DriftlineError
 from driftline.settings import KafkaSettings
+from producers.kafka_clients import create_admin
 
 logger = logging.getLogger(__name__)
 
@@ -26,20 +27,11 @@ def ensure_topics(settings: KafkaSettings, replication_factor: int = 1, timeout_
     Existing topics are left alone (their partition count is reported, never changed);
     ``replication_factor`` is 1 for a single broker and must not exceed the broker count.
     """
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaError, for_code
 
     names = driftline_topics(settings)
     timeout_ms = int(timeout_s * 1000)
-    try:
-        admin = KafkaAdminClient(
-            **settings.kafka_python_config(),
-            client_id="driftline-admin",
-            request_timeout_ms=min(timeout_ms, 30_000),
-            bootstrap_timeout_ms=timeout_ms,
-        )
-    except KafkaError as exc:
-        raise DriftlineError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc!r}") from exc
+    admin = create_admin(settings, timeout_s=timeout_s)
     try:
         request = {
             name: {"num_partitions": settings.topic_partitions, "replication_factor": replication_factor}

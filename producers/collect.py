@@ -6,9 +6,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from kafka import KafkaConsumer, TopicPartition
-
 from driftline.settings import KafkaSettings
+from producers.kafka_clients import open_reader
 
 
 @dataclass(slots=True)
@@ -32,34 +31,21 @@ def collect(
     """Consume every partition of ``topics`` from the start until ``done`` or ``timeout_s``.
 
     ``settle_s`` keeps reading that long after ``done`` first holds, so a test can see
-    duplicates that would arrive late. No consumer group: nothing is committed.
+    duplicates that would arrive late. No consumer group: nothing is committed. A topic that has
+    no partitions within ``timeout_s`` raises :class:`DriftlineError`.
     """
-    consumer = KafkaConsumer(
-        **settings.kafka_python_config(), group_id=None, enable_auto_commit=False,
-        auto_offset_reset="earliest", consumer_timeout_ms=500,
-    )
-    try:
-        partitions: list[TopicPartition] = []
-        deadline = time.monotonic() + timeout_s
-        for topic in topics:
-            while not (found := consumer.partitions_for_topic(topic)):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"topic {topic} has no partitions")
-                time.sleep(0.2)
-            partitions += [TopicPartition(topic, p) for p in sorted(found)]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
+    deadline = time.monotonic() + timeout_s
+    with open_reader(settings, topics, wait_s=timeout_s) as reader:
         out = Collected(records={topic: [] for topic in topics})
         settle_until: float | None = None
         while time.monotonic() < deadline:
-            batch = consumer.poll(timeout_ms=200, max_records=5000)
+            batch = reader.poll(timeout_s=0.2, max_records=5000)
             now = time.time()
-            for tp, messages in batch.items():
-                out.records[tp.topic].extend((m.value, now) for m in messages)
+            for record in batch:
+                if record.value is not None:
+                    out.records[record.topic].append((record.value, now))
             if settle_until is None and done(out):
                 settle_until = time.monotonic() + settle_s
             if settle_until is not None and time.monotonic() >= settle_until:
                 break
         return out
-    finally:
-        consumer.close()

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from driftline.contracts import DeadLetter
 from driftline.settings import ProducerSettings
+from producers.kafka_clients import create_producer, open_reader
 
 logger = logging.getLogger(__name__)
 
@@ -31,25 +32,16 @@ class Selection:
 
 
 def read_dead_letters(settings: ProducerSettings, idle_timeout_s: float = 3.0) -> Iterator[DeadLetter]:
-    """Every dead letter on the topic, from the start until it has been idle ``idle_timeout_s``."""
-    from kafka import KafkaConsumer, TopicPartition
+    """Every dead letter on the topic, from the start until it has been idle ``idle_timeout_s``.
 
-    consumer = KafkaConsumer(
-        **settings.kafka_python_config(), group_id=None, enable_auto_commit=False,
-        consumer_timeout_ms=int(idle_timeout_s * 1000),
-    )
-    try:
-        partitions = consumer.partitions_for_topic(settings.dead_letter_topic) or set()
-        assigned = [TopicPartition(settings.dead_letter_topic, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
-        consumer.seek_to_beginning(*assigned)
-        for message in consumer:
+    Raises :class:`DriftlineError` if the dead-letter topic does not exist.
+    """
+    with open_reader(settings, [settings.dead_letter_topic]) as reader:
+        for record in reader.records(idle_timeout_s=idle_timeout_s):
             try:
-                yield DeadLetter.model_validate_json(message.value)
+                yield DeadLetter.model_validate_json(record.value or b"")
             except ValidationError:
-                logger.warning("offset %s of %s is not a dead letter; skipped", message.offset, message.topic)
-    finally:
-        consumer.close()
+                logger.warning("offset %s of %s is not a dead letter; skipped", record.offset, record.topic)
 
 
 def inspect(settings: ProducerSettings, selection: Selection, sample: int = 5) -> Iterator[str]:
@@ -83,9 +75,7 @@ def inspect(settings: ProducerSettings, selection: Selection, sample: int = 5) -
 
 def replay(settings: ProducerSettings, selection: Selection) -> Iterator[str]:
     """Publish the original bytes of the selected dead letters onto the events topic again."""
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(**settings.kafka_python_config(), acks="all", enable_idempotence=False)
+    producer = create_producer(settings, client_id="driftline-replay")
     sent = 0
     cut = 0
     try:

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from driftline.contracts import TransactionEvent, utc_now
 from driftline.errors import DriftlineError
 from driftline.settings import ProducerSettings
+from producers.kafka_clients import create_producer
 
 logger = logging.getLogger(__name__)
 
@@ -323,32 +324,6 @@ def send_messages(
     )
 
 
-def create_producer(settings: ProducerSettings) -> Any:
-    """Build a kafka-python producer: acks=all, short linger, retries, and no idempotence.
-
-    Idempotence and transactions are off because the embedded broker (Tansu) refuses them;
-    with one in-flight request per connection, retries still cannot reorder a customer's events.
-    """
-    from kafka import KafkaProducer
-    from kafka.errors import KafkaError
-
-    try:
-        return KafkaProducer(
-            **settings.kafka_python_config(),
-            client_id="driftline-producer",
-            acks="all",
-            linger_ms=5,
-            retries=5,
-            enable_idempotence=False,
-            max_in_flight_requests_per_connection=1,
-            max_block_ms=10_000,
-            request_timeout_ms=10_000,
-            delivery_timeout_ms=30_000,
-        )
-    except KafkaError as exc:
-        raise DriftlineError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc!r}") from exc
-
-
 def _run(
     settings: ProducerSettings,
     messages: Iterable[OutgoingMessage],
@@ -356,7 +331,10 @@ def _run(
     rate: float,
     progress: bool,
 ) -> PublishSummary:
-    producer = create_producer(settings)
+    # A command line run gives up within seconds when the broker is away, rather than retrying for minutes.
+    producer = create_producer(
+        settings, retries=5, max_block_ms=10_000, request_timeout_ms=10_000, delivery_timeout_ms=30_000
+    )
     try:
         summary = send_messages(
             producer, settings.events_topic, messages, rate=rate, progress=make_progress(progress, total)

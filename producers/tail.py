@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import base64
 import logging
-import time
 from collections.abc import Iterator
-from typing import Any
 
 import orjson
 
-from driftline.errors import DriftlineError
 from driftline.settings import KafkaSettings
+from producers.kafka_clients import open_reader
 
 logger = logging.getLogger(__name__)
-
-#: Seconds to wait for a topic to appear in metadata before giving up.
-TOPIC_WAIT_S = 15.0
 
 
 def resolve_topic(settings: KafkaSettings, topic: str) -> str:
@@ -52,49 +47,10 @@ def tail(
     Every partition is assigned directly (no group, no commits), so tailing never disturbs the
     workers' consumer group. ``idle_timeout_s`` stops after that long without a record.
     """
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
-
     name = resolve_topic(settings, topic)
-    try:
-        consumer: Any = KafkaConsumer(
-            **settings.kafka_python_config(),
-            client_id="driftline-tail",
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest" if from_beginning else "latest",
-        )
-    except KafkaError as exc:
-        raise DriftlineError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc!r}") from exc
-    try:
-        deadline = time.monotonic() + TOPIC_WAIT_S
-        partitions = consumer.partitions_for_topic(name)
-        while not partitions:
-            if time.monotonic() >= deadline:
-                raise DriftlineError(f"topic {name} does not exist (waited {TOPIC_WAIT_S:.0f}s)")
-            time.sleep(0.2)
-            partitions = consumer.partitions_for_topic(name)
-        assigned = [TopicPartition(name, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
-        if from_beginning:
-            consumer.seek_to_beginning(*assigned)
-        else:
-            consumer.seek_to_end(*assigned)
-        logger.debug("tailing %s, partitions %s", name, sorted(partitions))
-        yielded = 0
-        last_record = time.monotonic()
-        while True:
-            batches = consumer.poll(timeout_ms=500)
-            if not batches:
-                if idle_timeout_s is not None and time.monotonic() - last_record >= idle_timeout_s:
-                    return
-                continue
-            last_record = time.monotonic()
-            for records in batches.values():
-                for record in records:
-                    yield render_value(record.value, record.partition, record.offset)
-                    yielded += 1
-                    if 0 < limit <= yielded:
-                        return
-    finally:
-        consumer.close()
+    with open_reader(settings, [name], from_beginning=from_beginning, client_id="driftline-tail") as reader:
+        logger.debug("tailing %s, partitions %s", name, reader.partitions[name])
+        for yielded, record in enumerate(reader.records(idle_timeout_s=idle_timeout_s), start=1):
+            yield render_value(record.value, record.partition, record.offset)
+            if 0 < limit <= yielded:
+                return

@@ -21,7 +21,7 @@ from typing import Any
 
 import faust
 
-from drift.log import append_record, drift_log_path
+from drift.log import DriftLogRecord, append_record, drift_log_path
 from driftline.settings import WorkerSettings
 from stream_app.adapters.metrics import WorkerMetrics
 from stream_app.adapters.models import ModelHolder
@@ -133,12 +133,9 @@ def register_agents(
         meta = serving.model.metadata
         metrics.observe_drift(report, meta.version)
         if drift_log_home is not None and report.window_events:
-            record = {
-                "events": report.events_seen,
-                "event_time": clock.now().isoformat(),
-                "report": report.to_dict(),
-                "freshness": serving.freshness.summary(serving.view_ttls),
-            }
+            record = DriftLogRecord.of(
+                meta.name, meta.version, clock.now(), report, serving.freshness.summary(serving.view_ttls)
+            )
             path = drift_log_path(drift_log_home, meta.name, meta.version)
             await asyncio.to_thread(append_record, path, record)
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass
-from typing import Any
 
 import faust
+from faust.types.auth import CredentialsT
 
+from driftline.kafka import kafka_security
 from driftline.settings import KafkaSettings, WorkerSettings
 from stream_app.transport import DriftlineApp
 
@@ -21,25 +21,17 @@ class Topics:
     dead_letters: faust.TopicT
 
 
-def broker_credentials(settings: KafkaSettings) -> Any:
-    """Translate the Kafka security settings into Faust credentials (None for PLAINTEXT)."""
-    protocol = settings.security_protocol
-    if protocol == "PLAINTEXT":
-        return None
-    context = None
-    if protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(
-            purpose=ssl.Purpose.SERVER_AUTH, cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
+def broker_credentials(settings: KafkaSettings) -> CredentialsT | None:
+    """Map the kernel's Kafka security translation to Faust credentials (None for PLAINTEXT)."""
+    security = kafka_security(settings)
+    if security.uses_sasl:
+        return faust.SASLCredentials(
+            username=security.sasl_username, password=security.sasl_password_value(),
+            ssl_context=security.ssl_context, mechanism=security.sasl_mechanism,
         )
-    if protocol == "SSL":
-        return faust.SSLCredentials(context)
-    password = settings.sasl_password.get_secret_value() if settings.sasl_password else None
-    return faust.SASLCredentials(
-        username=settings.sasl_username,
-        password=password,
-        ssl_context=context,
-        mechanism=settings.sasl_mechanism or "PLAIN",
-    )
+    if security.ssl_context is not None:
+        return faust.SSLCredentials(security.ssl_context)
+    return None
 
 
 def create_app(settings: WorkerSettings) -> tuple[DriftlineApp, Topics]:

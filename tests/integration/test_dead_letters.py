@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
 
 from driftline.contracts import DeadLetter
+from driftline.errors import DriftlineError
+from driftline.kafka import kafka_python_options
 from driftline.settings import ProducerSettings
 from driftline_tools.runner import WorkerProcess
+from producers import kafka_clients
 from producers.collect import Collected, collect
 from producers.deadletters import Selection, inspect, replay
 
@@ -37,7 +41,7 @@ def test_inspect_and_replay(topics: TopicSet, start_worker: Callable[..., Worker
     worker = start_worker()
     worker.wait_assigned()
     settings = ProducerSettings(**topics.env)  # type: ignore[arg-type]
-    producer = KafkaProducer(**settings.kafka_python_config(), acks="all")
+    producer = KafkaProducer(**kafka_python_options(settings), acks="all")
     for i, payload in enumerate(BAD):
         producer.send(settings.events_topic, key=b"k%d" % i, value=payload)
     producer.flush(timeout=30)
@@ -59,3 +63,17 @@ def test_inspect_and_replay(topics: TopicSet, start_worker: Callable[..., Worker
         assert originals[letter.original_value] == letter.original_key  # same bytes, same key
     copies = Counter(d.original_value for d in after)
     assert sorted(copies.values()) == [1, 1, 1, 2, 2, 2]
+
+
+@pytest.mark.parametrize("command", [inspect, replay])
+def test_a_missing_dead_letter_topic_is_named_not_read_as_empty(
+    command: Callable[[ProducerSettings, Selection], Iterator[str]],
+    bootstrap: str, unique: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(kafka_clients, "TOPIC_WAIT_S", 1.0)
+    settings = ProducerSettings(  # type: ignore[call-arg]
+        DRIFTLINE_HOME=str(tmp_path), KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        DRIFTLINE_DEAD_LETTER_TOPIC=f"missing-{unique}", DRIFTLINE_EVENTS_TOPIC=f"events-{unique}",
+    )
+    with pytest.raises(DriftlineError, match=f"topic missing-{unique} does not exist"):
+        list(command(settings, Selection()))

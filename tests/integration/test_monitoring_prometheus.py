@@ -25,6 +25,8 @@ import pytest
 import yaml
 from kafka import KafkaProducer
 
+from drift.log import read_records
+from driftline.kafka import kafka_python_options
 from driftline_tools.runner import WorkerProcess, metric_value
 from driftline_tools.stack import free_port
 from monitoring import DATASOURCE_UID, WORKER_JOB
@@ -174,7 +176,7 @@ def _publish_unknown_entity(topics: TopicSet) -> None:
         "event_id": "monitoring-stranger", "event_time": datetime.now(UTC).isoformat(), "customer_id": "C-NEW",
         "merchant_id": "M-NEW", "amount": 42.0, "channel": "online", "hour_of_day": 3,
     }
-    producer = KafkaProducer(**settings.kafka_python_config(), acks="all")
+    producer = KafkaProducer(**kafka_python_options(settings), acks="all")
     try:
         producer.send(settings.events_topic, value=orjson.dumps(event))
         producer.flush(timeout=30)
@@ -252,6 +254,8 @@ def test_every_dashboard_and_alert_query_returns_series(
     # The worker also logs each evaluation, with freshness, for `driftline drift report`.
     logs = list((Path(topics.env["DRIFTLINE_HOME"]) / "drift").glob("fraud-*.jsonl"))
     assert logs, "the worker wrote no drift log"
-    records = [json.loads(line) for line in logs[0].read_text().splitlines()]
-    assert records[-1]["report"]["window_events"] > 0
-    assert {"customer_stats", "merchant_stats"} <= set(records[-1]["freshness"])
+    records, skipped = read_records(logs[0].read_text())
+    assert records and skipped == 0
+    assert records[-1].report["window_events"] > 0
+    assert records[-1].model_name == "fraud" and logs[0].name == f"fraud-{records[-1].model_version}.jsonl"
+    assert {"customer_stats", "merchant_stats"} <= set(records[-1].freshness)

@@ -14,6 +14,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
 from driftline.contracts import DeadLetter, Prediction
+from driftline.kafka import kafka_python_options
 from driftline_tools.runner import WorkerProcess, metric_value
 from producers.admin import ensure_topics
 from producers.collect import Collected, collect
@@ -40,7 +41,7 @@ def valid_events(topics: TopicSet, n: int, seed: int) -> list[dict[str, object]]
 
 def send(topics: TopicSet, messages: list[tuple[bytes | None, bytes]]) -> None:
     settings = topics.kafka()
-    producer = KafkaProducer(**settings.kafka_python_config(), acks="all", linger_ms=5, max_request_size=6_000_000)
+    producer = KafkaProducer(**kafka_python_options(settings), acks="all", linger_ms=5, max_request_size=6_000_000)
     try:
         for key, value in messages:
             producer.send(settings.events_topic, key=key, value=value)
@@ -105,7 +106,7 @@ def test_outputs_to_a_deleted_topic_are_retried_until_it_is_back(
     send(topics, [(str(e["customer_id"]).encode(), orjson.dumps(e)) for e in first])
     outputs(topics, lambda p, d: len(p) >= len(first))
 
-    admin = KafkaAdminClient(**settings.kafka_python_config())
+    admin = KafkaAdminClient(**kafka_python_options(settings))
     try:
         admin.delete_topics([settings.predictions_topic, settings.dead_letter_topic])
         # The embedded broker acknowledges writes to a topic deleted since the producer's last metadata

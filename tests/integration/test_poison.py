@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from kafka import KafkaProducer
 
 from driftline.contracts import DeadLetter, Prediction
+from driftline.kafka import kafka_python_options
 from driftline_tools.runner import WorkerProcess, metric_value
 from producers.collect import Collected, collect
 
@@ -62,7 +63,7 @@ def test_poison_batch_yields_one_output_per_message(
     worker = start_worker()
     worker.wait_assigned()
     settings_ = topics.kafka()
-    producer = KafkaProducer(**settings_.kafka_python_config(), acks="all", max_request_size=2_000_000)
+    producer = KafkaProducer(**kafka_python_options(settings_), acks="all", max_request_size=2_000_000)
     for payload in batch:
         producer.send(settings_.events_topic, value=payload)
     producer.flush(timeout=30)

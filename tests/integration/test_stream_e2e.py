@@ -14,6 +14,7 @@ import pytest
 from kafka import KafkaProducer
 
 from driftline.contracts import DeadLetter, Prediction, prediction_id
+from driftline.kafka import kafka_python_options
 from driftline.registry import ARTIFACT_FILE, ModelRegistry
 from driftline_tools.runner import WorkerProcess, metric_value
 from producers.collect import Collected, collect
@@ -34,7 +35,7 @@ def publish(topics: TopicSet, valid: int, invalid: int, seed: int = 5) -> tuple[
     for event in events:  # stamp with the publish time so nothing is "in the future"
         event["event_time"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     bad = [item.payload for item in invalid_events(rng, invalid)]
-    producer = KafkaProducer(**settings.kafka_python_config(), acks="all", linger_ms=5)
+    producer = KafkaProducer(**kafka_python_options(settings), acks="all", linger_ms=5)
     try:
         for event in events:
             producer.send(settings.events_topic, key=str(event["customer_id"]).encode(), value=orjson.dumps(event))
@@ -96,7 +97,7 @@ def test_unknown_entities_are_scored_with_missing_features_named(
         "merchant_id": "M-NEW", "amount": 42.0, "channel": "online", "hour_of_day": 3,
     }
     settings = topics.kafka()
-    producer = KafkaProducer(**settings.kafka_python_config(), acks="all")
+    producer = KafkaProducer(**kafka_python_options(settings), acks="all")
     producer.send(settings.events_topic, value=orjson.dumps(event))
     producer.flush(timeout=30)
     producer.close()

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from drift.freshness import FreshnessWindow
+from drift.log import DriftLogRecord, append_record
 from drift.monitor import DriftMonitor
 from drift.reference import build_reference
 from drift.report import _ticks, latest_log, load_run, render, worker_run, write_report
@@ -38,7 +39,7 @@ def _draw(rng: np.random.Generator, n: int, amount_scale: float = 1.0) -> tuple[
 
 
 @pytest.fixture(scope="module")
-def evaluations() -> list[dict[str, Any]]:
+def records() -> list[DriftLogRecord]:
     """Three evaluations as the worker logs them; the amount shifts before the third."""
     rng = np.random.default_rng(1)
     reference = build_reference(SPECS, *_draw(rng, 5_000), seed=3)
@@ -48,21 +49,23 @@ def evaluations() -> list[dict[str, Any]]:
     for k, scale in enumerate((1.0, 1.0, 3.0)):
         monitor.observe(*_draw(rng, 400, scale))
         freshness.observe({"customer_stats": list(rng.uniform(3_600.0, 7_200.0 * (k + 1), 400))})
-        report = monitor.evaluate()
-        out.append({
-            "events": report.events_seen,
-            "event_time": (START + timedelta(seconds=30 * k)).isoformat(),
-            "report": report.to_dict(),
-            "freshness": freshness.summary(TTLS),
-        })
+        out.append(DriftLogRecord.of(
+            "fraud", "20261122T082153Z", START + timedelta(seconds=30 * k), monitor.evaluate(), freshness.summary(TTLS)
+        ))
     return out
 
 
+@pytest.fixture(scope="module")
+def evaluations(records: list[DriftLogRecord]) -> list[dict[str, Any]]:
+    """The same evaluations as a run holds them."""
+    return worker_run(records)["evaluations"]
+
+
 @pytest.fixture
-def worker_log(tmp_path: Path, evaluations: list[dict[str, Any]]) -> Path:
+def worker_log(tmp_path: Path, records: list[DriftLogRecord]) -> Path:
     path = tmp_path / "drift" / "fraud-20261122T082153Z.jsonl"
-    path.parent.mkdir()
-    path.write_text("".join(json.dumps(e) + "\n" for e in evaluations), encoding="utf-8")
+    for record in records:
+        append_record(path, record)
     return path
 
 
@@ -122,10 +125,10 @@ def test_simulation_renders_with_the_drift_start(simulation: Path, tmp_path: Pat
 def test_a_log_is_recognised_by_content_and_a_torn_line_is_skipped(worker_log: Path, tmp_path: Path) -> None:
     renamed = tmp_path / "copied.log"
     renamed.write_text(worker_log.read_text(encoding="utf-8") + '{"events": 12', encoding="utf-8")
-    run = load_run(renamed, model_version="v9")
+    run = load_run(renamed)
     assert run["source"] == "worker"
     assert run["skipped_lines"] == 1
-    assert run["model"] == {"name": "copied", "version": "v9"}
+    assert run["model"] == {"name": "fraud", "version": "20261122T082153Z"}  # from the records, not the name
     assert len(run["evaluations"]) == 3
 
 
@@ -136,9 +139,9 @@ def test_an_empty_log_is_an_error_not_a_blank_page(tmp_path: Path) -> None:
         load_run(empty)
 
 
-def test_a_restarted_worker_is_drawn_against_time(evaluations: list[dict[str, Any]]) -> None:
-    restarted = [*evaluations, {**evaluations[0], "event_time": (START + timedelta(minutes=5)).isoformat()}]
-    run = worker_run(restarted, "fraud", "v1", log="fraud-v1.jsonl")
+def test_a_restarted_worker_is_drawn_against_time(records: list[DriftLogRecord]) -> None:
+    restarted = [*records, records[0].model_copy(update={"event_time": START + timedelta(minutes=5)})]
+    run = worker_run(restarted, log="fraud-v1.jsonl")
     page = render(run)
     assert "x-axis: the worker&#x27;s clock (UTC)" in page
     assert "11-22 08:05 UTC" in page

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from driftline.kafka import kafka_python_options
 from driftline.settings import (
     EMBEDDED_KAFKA_PORT,
     EMBEDDED_REDIS_PORT,
@@ -61,7 +62,7 @@ def test_the_record_is_used_when_the_environment_names_no_address(tmp_path: Path
         f"Redis {RECORDED_REDIS} (from the dev stack's record {path})"
     )
     # The resolved address is what clients get.
-    assert settings.kafka_python_config()["bootstrap_servers"] == [RECORDED_KAFKA]
+    assert kafka_python_options(settings)["bootstrap_servers"] == [RECORDED_KAFKA]
     assert settings.feast_connection_string() == "127.0.0.1:26379"
 
 
