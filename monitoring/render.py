@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from monitoring import alerts, dashboards
 
@@ -26,8 +28,9 @@ def _yaml(data: dict[str, Any], source: str) -> str:
     return _HEADER.format(source=source) + body
 
 
-def _json(data: dict[str, Any]) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+def _json(dashboard: Dashboard) -> str:
+    """A dashboard as Grafana's JSON model, serialised by the SDK's own encoder."""
+    return json.dumps(dashboard, cls=JSONEncoder, indent=2, ensure_ascii=False) + "\n"
 
 
 RENDERERS: dict[str, Callable[[], str]] = {

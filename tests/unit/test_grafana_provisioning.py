@@ -101,17 +101,21 @@ def test_two_dashboards_with_unique_uids(dashboards: dict[str, dict[str, Any]]) 
 @pytest.mark.parametrize("name", [path.name for path in DASHBOARDS])
 def test_dashboard_panels(dashboards: dict[str, dict[str, Any]], name: str) -> None:
     dashboard = dashboards[name]
+    assert dashboard["uid"] == Path(name).stem
     assert dashboard["schemaVersion"] >= 39
+    assert dashboard["editable"] is False, f"{name}: edits in Grafana's UI would not persist"
     panels = _panels(dashboard["panels"])
     assert panels
     ids = [p["id"] for p in panels]
     assert len(set(ids)) == len(ids), f"{name}: duplicate panel ids"
     for panel in panels:
         where = f"{name}: panel {panel['id']} {panel['title']!r}"
-        assert panel["datasource"]["uid"] == DATASOURCE_UID, where
+        assert panel["datasource"] == {"type": "prometheus", "uid": DATASOURCE_UID}, where
+        assert panel["fieldConfig"]["defaults"]["unit"], f"{where} has no unit"
         assert panel["targets"], f"{where} has no query"
         for target in panel["targets"]:
             assert target["expr"].strip(), where
+            assert target["legendFormat"].strip(), where
             assert target.get("datasource", panel["datasource"])["uid"] == DATASOURCE_UID, where
         grid = panel["gridPos"]
         assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, where
