@@ -11,17 +11,22 @@ WORKDIR /app
 # Dependencies change less often than the code: install them from pyproject.toml alone first so
 # this layer is cached across code edits (the stub packages are replaced by the real ones below).
 COPY pyproject.toml README.md ./
-RUN mkdir -p driftline stream_app producers training feature_repo \
-    && for pkg in driftline stream_app producers training feature_repo; do touch "$pkg/__init__.py"; done \
+ARG PACKAGES="driftline feature_repo monitoring drift stream_app producers training driftline_tools"
+RUN mkdir -p $PACKAGES \
+    && for pkg in $PACKAGES; do touch "$pkg/__init__.py"; done \
     && pip install . \
     && pip uninstall --yes driftline \
-    && rm -rf build driftline stream_app producers training feature_repo
+    && rm -rf build $PACKAGES
 
+# Every package, in the order of README's layers (kernel first, tools last).
 COPY driftline ./driftline
+COPY feature_repo ./feature_repo
+COPY monitoring ./monitoring
+COPY drift ./drift
 COPY stream_app ./stream_app
 COPY producers ./producers
 COPY training ./training
-COPY feature_repo ./feature_repo
+COPY driftline_tools ./driftline_tools
 RUN pip install --no-deps . && rm -rf build
 
 # Unprivileged user; DRIFTLINE_HOME (data, Feast registry, models) is a volume shared by the

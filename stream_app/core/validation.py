@@ -210,7 +210,7 @@ def validate_event(raw: bytes | None, rules: EventRules, now: datetime) -> Valid
     if not isinstance(event_id, str) or not 0 < len(event_id) <= ID_MAX_LENGTH:
         return Rejection("invalid_field", f"event_id must be a string of 1-{ID_MAX_LENGTH} characters")
 
-    if "event_time" not in doc:
+    if doc.get("event_time") is None:  # null is absent, as for every other required field
         return Rejection("missing_field", "event_time is missing", event_id)
     event_time = parse_event_time(doc["event_time"], now, rules.max_future_skew, rules.max_event_age)
     if isinstance(event_time, str):

@@ -2,34 +2,63 @@
 
 from __future__ import annotations
 
+import ast
+import graphlib
+import importlib
 import inspect
+import json
 import re
+import sys
+import tomllib
+import types
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 import yaml
-from pydantic import AliasChoices
+from packaging.specifiers import SpecifierSet
+from pydantic import AliasChoices, SecretStr
 from pydantic_settings import BaseSettings
 
 from driftline import settings as settings_module
+from driftline.settings import ProducerSettings, TrainingSettings, WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIFTLINE_SERVICES = ("setup", "worker", "producer")
 
 
-def _settings_env_names() -> set[str]:
-    names: set[str] = set()
+def _settings_readers() -> dict[str, list[tuple[type[BaseSettings], str]]]:
+    """Environment variable name -> the (settings class, field) pairs that read it."""
+    readers: dict[str, list[tuple[type[BaseSettings], str]]] = {}
     for _, cls in inspect.getmembers(settings_module, inspect.isclass):
         if not issubclass(cls, BaseSettings) or cls.__module__ != settings_module.__name__:
             continue
-        for field in cls.model_fields.values():
+        for field_name, field in cls.model_fields.items():
             alias = field.validation_alias
             if isinstance(alias, AliasChoices):
-                names.update(choice for choice in alias.choices if isinstance(choice, str))
-            elif isinstance(alias, str):
-                names.add(alias)
-    return names
+                names = [choice for choice in alias.choices if isinstance(choice, str)]
+            else:
+                names = [alias] if isinstance(alias, str) else []
+            for name in names:
+                readers.setdefault(name, []).append((cls, field_name))
+    return readers
+
+
+def _settings_env_names() -> set[str]:
+    return set(_settings_readers())
+
+
+def _only_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    """Make ``env`` the whole driftline environment, as inside the container."""
+    for name in _settings_env_names():
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+def _as_env_text(value: object) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +80,136 @@ def _env(service: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in env.items()}
 
 
-def test_settings_env_names_are_collected() -> None:
-    names = _settings_env_names()
-    assert {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "DRIFTLINE_HOME", "DRIFTLINE_METRICS_PORT"} <= names
+@pytest.mark.parametrize("name", DRIFTLINE_SERVICES)
+def test_each_compose_setting_reaches_a_settings_field(
+    services: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Built from the service's environment alone, every settings class that reads a variable the
+    # service sets holds exactly the value compose gives it: the name is real and the value parses.
+    env = _env(services[name])
+    _only_env(monkeypatch, env)
+    readers = _settings_readers()
+    for variable, value in env.items():
+        assert readers.get(variable), f"{name} sets {variable}, which no settings class reads"
+        for cls, field in readers[variable]:
+            assert _as_env_text(getattr(cls(), field)) == value, (name, variable, cls.__name__)
+
+
+def _run_cli(monkeypatch: pytest.MonkeyPatch, args: list[Any], expected_command: str) -> Any:
+    """Run the driftline CLI in-process with ``args`` (logging left to pytest).
+
+    ``args`` must name ``expected_command``, whose implementation the caller has replaced: any
+    other command would run for real (and try to reach the compose network).
+    """
+    import typer
+    from typer.testing import CliRunner
+
+    from driftline_tools.cli import app
+
+    words = [str(arg) for arg in args]
+    ctx = typer.main.get_command(app).make_context("driftline", list(words))
+    named = [*_protected(ctx), *ctx.args][:1]
+    assert named == [expected_command], f"{words} does not run `driftline {expected_command}`"
+    monkeypatch.setattr("driftline.logs.configure_logging", lambda level="INFO": None)
+    return CliRunner().invoke(app, words)
+
+
+def test_worker_service_runs_the_stream_worker_where_it_is_probed(
+    services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = services["worker"]
+    assert "entrypoint" not in worker and _dockerfile_entrypoint() == ["driftline"]
+    _only_env(monkeypatch, _env(worker))
+    started: list[WorkerSettings] = []
+    # The real stream_app.worker imports Faust and Feast (seconds); its main() starts by building
+    # WorkerSettings from the environment, which is what this stand-in records.
+    stand_in = types.ModuleType("stream_app.worker")
+    stand_in.main = lambda: started.append(WorkerSettings())  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "stream_app.worker", stand_in)
+    result = _run_cli(monkeypatch, worker["command"], "worker")
+    assert result.exit_code == 0, result.output
+    (settings,) = started
+    # Metrics listen on every interface of the container, on the port it exposes and its healthcheck probes.
+    assert settings.metrics_host == "0.0.0.0"
+    assert [int(port) for port in worker["expose"]] == [settings.metrics_port]
+    (probe,) = re.findall(r"urlopen\('([^']+)'", " ".join(worker["healthcheck"]["test"]))
+    url = urlparse(probe)
+    assert (url.hostname, url.port, url.path) == ("127.0.0.1", settings.metrics_port, "/metrics")
+
+
+def test_producer_service_publishes_a_paced_stream_with_some_bad_events(
+    services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import producers.publish
+
+    producer = services["producer"]
+    assert "entrypoint" not in producer
+    _only_env(monkeypatch, _env(producer))
+    calls: list[tuple[ProducerSettings, dict[str, Any]]] = []
+
+    def publish_generated(settings: ProducerSettings, **options: Any) -> Any:
+        calls.append((settings, options))
+        return types.SimpleNamespace(describe=lambda: "published")
+
+    monkeypatch.setattr(producers.publish, "publish_generated", publish_generated)
+    result = _run_cli(monkeypatch, producer["command"], "produce")
+    assert result.exit_code == 0, result.output
+    ((settings, options),) = calls
+    assert options["count"] > 0 and options["rate"] > 0  # a long, paced stream, not a burst
+    assert 0 < options["invalid_fraction"] < 0.5  # dead letters to look at, mostly scored events
+    assert options["drift"] == "none" and options["progress"] is False  # no progress bar in container logs
+    assert settings.bootstrap_servers == _env(producer)["KAFKA_BOOTSTRAP_SERVERS"]
+
+
+def test_services_agree_on_broker_topics_store_and_home(
+    services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def build(name: str, cls: type[BaseSettings]) -> Any:
+        _only_env(monkeypatch, _env(services[name]))
+        return cls()
+
+    topics = build("setup", ProducerSettings)  # `driftline topics` in the setup job creates them
+    trained = build("setup", TrainingSettings)
+    worker = build("worker", WorkerSettings)
+    producer = build("producer", ProducerSettings)
+    for kafka in (topics, producer):
+        assert kafka.bootstrap_servers == worker.bootstrap_servers
+        assert (kafka.events_topic, kafka.predictions_topic, kafka.dead_letter_topic) == (
+            worker.events_topic, worker.predictions_topic, worker.dead_letter_topic
+        )
+    assert topics.topic_partitions >= 2  # room for `--scale worker=N`
+    assert trained.redis_url == worker.redis_url and trained.feast_project == worker.feast_project
+    assert trained.registry_dir == worker.registry_dir and trained.model_name == worker.model_name
+    assert trained.home == worker.home == producer.home
+
+
+def _depends_on(service: dict[str, Any]) -> dict[str, str]:
+    """Dependency -> condition (the short list form means service_started)."""
+    deps = service.get("depends_on") or {}
+    if isinstance(deps, list):
+        return {name: "service_started" for name in deps}
+    return {name: spec.get("condition", "service_started") for name, spec in deps.items()}
+
+
+def test_services_start_in_order_behind_real_readiness(services: dict[str, Any]) -> None:
+    graph = {name: set(_depends_on(service)) for name, service in services.items()}
+    order = list(graphlib.TopologicalSorter(graph).static_order())  # raises CycleError on a cycle
+    for name, service in services.items():
+        for dependency, condition in _depends_on(service).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            if condition == "service_healthy":
+                assert "healthcheck" in services[dependency], f"{name} waits for {dependency}, which has no healthcheck"
+            if condition == "service_completed_successfully":
+                assert services[dependency].get("restart", "no") == "no", f"{dependency} must be a one-shot job"
+    # The setup job talks to the broker and Redis: it starts once both answer; the worker and the
+    # producer need its topics, features and model: they start once it has finished successfully.
+    assert _depends_on(services["setup"]) == {"kafka": "service_healthy", "redis": "service_healthy"}
+    for name in ("worker", "producer"):
+        assert _depends_on(services[name])["setup"] == "service_completed_successfully"
+    assert order.index("kafka") < order.index("setup") < order.index("worker") < order.index("producer")
+    # The broker's healthcheck asks the listener the driftline services use.
+    probe = services["kafka"]["healthcheck"]["test"][-1].split()
+    assert probe[probe.index("--bootstrap-server") + 1] == _env(services["worker"])["KAFKA_BOOTSTRAP_SERVERS"]
 
 
 def test_all_services_exist(services: dict[str, Any]) -> None:
@@ -99,11 +255,42 @@ def test_bootstrap_points_at_internal_listener(services: dict[str, Any], name: s
     assert f":{port}" in listeners
 
 
-def test_kafka_reachable_from_host_on_9092(services: dict[str, Any]) -> None:
-    kafka = services["kafka"]
-    advertised = _env(kafka)["KAFKA_ADVERTISED_LISTENERS"]
-    assert "localhost:9092" in advertised
-    assert any(str(port).startswith("9092:") for port in kafka.get("ports", []))
+def _published(service: dict[str, Any]) -> dict[int, int]:
+    """Container port -> host port of each ``host:container`` mapping."""
+    pairs = (str(port).rsplit(":", 1) for port in service.get("ports", []))
+    return {int(container): int(host.rsplit(":", 1)[-1]) for host, container in pairs}
+
+
+def _listeners(value: str) -> dict[str, tuple[str, int]]:
+    """Kafka listener name -> (host, port) of a ``NAME://host:port,...`` setting."""
+    out = {}
+    for entry in value.split(","):
+        name, address = entry.split("://", 1)
+        host, port = address.rsplit(":", 1)
+        out[name] = (host, int(port))
+    return out
+
+
+def test_published_ports_reach_what_listens_behind_them(services: dict[str, Any]) -> None:
+    kafka_env = _env(services["kafka"])
+    listeners = _listeners(kafka_env["KAFKA_LISTENERS"])
+    advertised = _listeners(kafka_env["KAFKA_ADVERTISED_LISTENERS"])
+    # Kafka on the host: the mapped container port is a listener that advertises localhost and the
+    # host port, so a client on the host is sent back to an address it can reach.
+    ((container_port, host_port),) = _published(services["kafka"]).items()
+    (host_listener,) = [name for name, (_, port) in listeners.items() if port == container_port]
+    assert advertised[host_listener] == ("localhost", host_port) and host_port == 9092
+    assert host_listener != kafka_env["KAFKA_INTER_BROKER_LISTENER_NAME"]
+    # Redis listens on its default port (no --port), the port of every service's REDIS_URL.
+    assert "--port" not in services["redis"]["command"]
+    assert set(_published(services["redis"])) == {6379}
+    for name in DRIFTLINE_SERVICES:
+        assert urlparse(_env(services[name])["REDIS_URL"]).port == 6379
+    # Prometheus and Grafana on their own defaults (no listen address or port setting overrides them).
+    assert not any(str(flag).startswith("--web.listen-address") for flag in services["prometheus"]["command"])
+    assert set(_published(services["prometheus"])) == {9090}
+    assert "GF_SERVER_HTTP_PORT" not in _env(services["grafana"])
+    assert set(_published(services["grafana"])) == {3000}
 
 
 def test_prometheus_scrapes_worker_metrics_port(services: dict[str, Any]) -> None:
@@ -132,11 +319,64 @@ def test_grafana_mounts_provisioning_and_dashboards(services: dict[str, Any]) ->
     assert any(m.startswith("./grafana/dashboards:") for m in mounts)
 
 
-def test_dockerfile_installs_project() -> None:
-    text = (ROOT / "Dockerfile").read_text()
-    assert "FROM python:3.11-slim" in text
-    assert "pip install" in text
-    assert 'ENTRYPOINT ["driftline"]' in text
+def _dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of each Dockerfile instruction, continuation lines joined."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = (line.strip() for line in text.splitlines())
+    return [
+        (instruction.upper(), arguments.strip())
+        for instruction, _, arguments in (line.partition(" ") for line in lines if line and not line.startswith("#"))
+    ]
+
+
+def _dockerfile_entrypoint() -> list[str]:
+    (entrypoint,) = [json.loads(args) for instruction, args in _dockerfile() if instruction == "ENTRYPOINT"]
+    return list(entrypoint)
+
+
+def _project_imports(package: str) -> set[str]:
+    """Project packages (top-level folders with ``__init__.py``) imported anywhere in ``package``, lazily or not."""
+    found: set[str] = set()
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return {name for name in found if (ROOT / name / "__init__.py").is_file()}
+
+
+def test_docker_image_holds_everything_its_entrypoint_runs() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    steps = _dockerfile()
+    # The base image's Python satisfies requires-python.
+    base = next(args for instruction, args in steps if instruction == "FROM").split()[0]
+    python = re.fullmatch(r"python:(\d+\.\d+)(?:[.-].*)?", base)
+    assert python, base
+    assert SpecifierSet(project["project"]["requires-python"]).contains(f"{python[1]}.0"), base
+    # The entrypoint is the project's console script, and it resolves to a function.
+    (script,) = _dockerfile_entrypoint()
+    module, function = project["project"]["scripts"][script].split(":")
+    assert callable(getattr(importlib.import_module(module), function))
+    # Every project package the script's commands import, transitively, is copied in before the last
+    # `pip install .` and matched by the packages that install picks up.
+    needed, pending = set(), [module.split(".")[0]]
+    while pending:
+        package = pending.pop()
+        needed.add(package)
+        pending.extend(_project_imports(package) - needed)
+    installs = [i for i, (instruction, args) in enumerate(steps) if instruction == "RUN" and "pip install" in args]
+    last_install = max(installs)
+    copied = {
+        Path(source).parts[0]
+        for instruction, args in steps[:last_install]
+        if instruction == "COPY"
+        for source in args.split()[:-1]
+        if not source.startswith("--")
+    }
+    assert not needed - copied, f"the image runs {script} but never copies {sorted(needed - copied)}"
+    include = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert all(any(re.fullmatch(p.replace("*", ".*"), package) for p in include) for package in needed), include
 
 
 def _protected(ctx: Any) -> list[str]:

@@ -9,11 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
+from scipy import stats
 
 from driftline.contracts import TransactionEvent
 from producers.generator import (
     INVALID_KINDS,
     MERCHANT_CATEGORIES,
+    NIGHT_HOURS,
+    YOUNG_ACCOUNT_DAYS,
     build_world,
     customer_snapshots,
     event_stream,
@@ -209,8 +212,60 @@ def test_event_stream_yields_valid_events(world):
     assert len({p.event_id for p in parsed}) == len(parsed)
     again = list(event_stream(world, 1_200, np.random.default_rng(5), start, rate=100.0, chunk=500))
     assert again == events
-    labelled = next(event_stream(world, 1, np.random.default_rng(5), start, include_label=True))
-    assert labelled["is_fraud"] in (0, 1)
+
+
+def test_the_label_is_the_ground_truth_and_changes_nothing_else(world):
+    start = datetime(2026, 5, 1, 12, tzinfo=UTC)
+
+    def stream(include_label: bool, chunk: int) -> list[dict]:
+        rng = np.random.default_rng(5)
+        return list(event_stream(world, 1_200, rng, start, rate=100.0, include_label=include_label, chunk=chunk))
+
+    # Over several chunks, the label is one more field and the events are otherwise the same.
+    labelled = stream(True, chunk=500)
+    assert [{k: v for k, v in e.items() if k != "is_fraud"} for e in labelled] == stream(False, chunk=500)
+    # In one chunk, 12 s of event time at 100/s: the transactions of that window, with their labels.
+    labelled = stream(True, chunk=5_000)
+    truth = generate_transactions(world, start, start + timedelta(seconds=12), 1_200, np.random.default_rng(5))
+    assert [e["event_id"] for e in labelled] == truth["event_id"].tolist()
+    assert [e["is_fraud"] for e in labelled] == truth["is_fraud"].tolist()
+    assert 0 < truth["is_fraud"].sum() < len(truth)  # both labels occur, so the comparison can fail
+
+
+def test_labels_follow_the_documented_fraud_mechanism(world):
+    # The module docstring: fraud is logistic in the merchant's latent risk, the amount relative to
+    # the customer's typical amount, night hours, the online channel and young accounts. Two days of
+    # labelled stream; each factor must raise the fraud rate (one-sided Fisher exact test, p < 1e-6).
+    # Channel, price and merchant risk all depend on the category, so those three are compared within
+    # one category (electronics: both channels are common there); night and account age are not.
+    n = 40_000
+    events = list(
+        event_stream(world, n, np.random.default_rng(21), END - timedelta(days=2), rate=n / 172_800, include_label=True)
+    )
+    tx = pd.DataFrame(events)
+    fraud = tx["is_fraud"] == 1
+    customer = pd.Index(world.customer_id).get_indexer(tx["customer_id"])
+    merchant = pd.Index(world.merchant_id).get_indexer(tx["merchant_id"])
+    age = pd.to_datetime(tx["event_time"]) - pd.DatetimeIndex(world.account_open[customer]).tz_localize(UTC)
+    electronics = world.category[merchant] == "electronics"
+    ratio = tx["amount"].to_numpy() / world.typical_amount[customer]
+    risk = world.merchant_risk[merchant]
+
+    def p_more_fraud(factor: np.ndarray, among: np.ndarray) -> float:
+        """One-sided p-value that fraud is more common where ``factor`` holds, among ``among``."""
+        f, rest = factor & among, ~factor & among
+        table = [[(fraud & f).sum(), (~fraud & f).sum()], [(fraud & rest).sum(), (~fraud & rest).sum()]]
+        return float(stats.fisher_exact(table, alternative="greater").pvalue)
+
+    everyone = np.ones(n, dtype=bool)
+    p_values = {
+        "night": p_more_fraud(tx["hour_of_day"].to_numpy() < NIGHT_HOURS, everyone),
+        "young account": p_more_fraud((age < pd.Timedelta(days=YOUNG_ACCOUNT_DAYS)).to_numpy(), everyone),
+        "online": p_more_fraud(tx["channel"].to_numpy() == "online", electronics),
+        "unusual amount": p_more_fraud(ratio > 3 * np.median(ratio[electronics]), electronics),
+        "riskier merchant": p_more_fraud(risk > np.median(risk[electronics]), electronics),
+    }
+    assert all(p < 1e-6 for p in p_values.values()), p_values
 
 
 def _reject_reason(payload: bytes) -> str:
