@@ -1,31 +1,38 @@
-"""A drift run as one self-contained HTML page: inline SVG, no scripts, no external assets.
+"""A drift run as one self-contained HTML page: matplotlib figures inlined as SVG, no scripts, no external assets.
 
 Two inputs, one page. A simulation (``driftline drift simulate --out``, one JSON document) and a
 running worker's drift log (``$DRIFTLINE_HOME/drift/<model>-<version>.jsonl``, one evaluation per
 line) are both read into a run dict whose evaluations carry ``events``, ``event_time``, ``report``
 (``DriftReport.to_dict()``) and ``freshness`` (``FreshnessWindow.summary()``).
 
-Per monitored column (and the score): reference vs window shares per bin or level, at two points
-of the run; the test statistic, -log10 p-value, PSI and missing rate over the run, with flagged
-evaluations marked (and, for a simulation, the drift start). Per feature view: the age of the
-store's values (p50, p99) against the view's TTL, and the share older than the TTL.
+Per monitored column (and the score), one figure: reference vs window shares per bin or level at
+two points of the run; the test statistic, -log10 p-value, PSI and missing rate over the run, with
+flagged evaluations marked (and, for a simulation, the drift start). Per feature view, one figure:
+the age of the store's values (p50, p99) against the view's TTL, and the share older than the TTL.
+The page itself is ``templates/report.html.j2``; matplotlib and jinja2 are imported only to render.
 """
 
 from __future__ import annotations
 
-import html
+import io
 import json
 import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from drift.log import DriftLogRecord, read_records
 from drift.simulate import final_lines, summarize
 from driftline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.typing import RcKeyType
 
 XAxis = Literal["auto", "events", "time"]
 #: ``auto``: events seen, unless a worker log's count restarts (a worker restart); then event time.
@@ -37,9 +44,26 @@ _P99_COLOUR = "#9467bd"
 _FLAG_COLOUR = "#d62728"
 _DRIFT_COLOUR = "#ff7f0e"
 
-
-def _esc(text: object) -> str:
-    return html.escape(str(text), quote=True)
+# Set only while a figure is drawn and saved (matplotlib.rc_context), never left behind. Text stays
+# text in the SVG (searchable, small) and ids are hashed with a fixed salt, so a page renders the same twice.
+_STYLE: dict[RcKeyType, Any] = {
+    "svg.fonttype": "none",
+    "svg.hashsalt": "driftline",
+    "font.family": "sans-serif",
+    "font.size": 8,
+    "axes.titlesize": 9,
+    "axes.titlelocation": "left",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "axes.axisbelow": True,
+    "grid.color": "#eeeeee",
+    "legend.frameon": False,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+}
+#: Without these, matplotlib writes Dublin Core metadata (with its URLs) into every SVG.
+_NO_METADATA: dict[str, Any] = {"Creator": None, "Date": None, "Format": None, "Type": None}
 
 
 # --- reading ---------------------------------------------------------------------------------------
@@ -107,25 +131,18 @@ def latest_log(home: Path, model_version: str | None = None) -> Path:
     return logs[-1]
 
 
-# --- charts ----------------------------------------------------------------------------------------
+# --- the x axis ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Axis:
-    """The x positions of the evaluations: events seen, or hours of event time after ``origin``."""
+class _Timeline:
+    """Where the evaluations sit on the x axis: events seen, or time (matplotlib date numbers, UTC)."""
 
-    values: list[float]
+    xs: list[float]
     kind: Literal["events", "time"]
-    origin: datetime | None = None
-
-    def label(self, x: float) -> str:
-        if self.kind == "time" and self.origin is not None:
-            return (self.origin + timedelta(hours=x)).strftime("%m-%d %H:%M")
-        return f"{x:,.0f}"
-
-    @property
-    def unit(self) -> str:
-        return "events" if self.kind == "events" else "UTC"
+    label: str  # what the x axis counts, for the axis and the page's header
+    span: str  # its first and last value, as read
+    drift_x: float | None  # where the drift starts; a worker log has no drift start
 
 
 def _time(value: str) -> datetime:
@@ -133,77 +150,50 @@ def _time(value: str) -> datetime:
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
-def _axis(run: dict[str, Any], x_axis: XAxis) -> _Axis:
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%m-%d %H:%M")
+
+
+def _timeline(run: dict[str, Any], x_axis: XAxis) -> _Timeline:
+    from matplotlib.dates import date2num
+
     evaluations = run["evaluations"]
+    worker = run["source"] == "worker"
     events = [float(e["events"]) for e in evaluations]
     kind = x_axis
     if kind == "auto":
         restarted = any(b < a for a, b in pairwise(events))
         kind = "time" if restarted else "events"
+    start_event = run.get("drift_start_event")
     if kind == "events":
-        return _Axis(events, "events")
+        label = "events seen since the worker (re)started" if worker else "events seen"
+        drift_x = None if start_event is None else float(start_event)
+        return _Timeline(events, "events", label, f"{events[0]:,.0f} to {events[-1]:,.0f}", drift_x)
     if any(not e.get("event_time") for e in evaluations):
         raise ConfigError("some evaluations carry no event_time; use the events axis")
     times = [_time(e["event_time"]) for e in evaluations]
-    return _Axis([(t - times[0]).total_seconds() / 3600 for t in times], "time", times[0])
-
-
-def _drift_x(run: dict[str, Any], axis: _Axis) -> float | None:
-    """Where the drift starts on ``axis``; a worker log has no drift start."""
-    start_event = run.get("drift_start_event")
-    if start_event is None:
-        return None
-    if axis.kind == "events":
-        return float(start_event)
+    drift_x = None
     config = run["config"]
-    if axis.origin is None or "start" not in config:
-        return None
-    drift_time = _time(config["start"]) + timedelta(hours=float(config["hours"]))
-    return (drift_time - axis.origin).total_seconds() / 3600
+    if start_event is not None and "start" in config:
+        drift_time = _time(config["start"]) + timedelta(hours=float(config["hours"]))
+        drift_x = float(date2num(drift_time))  # type: ignore[no-untyped-call]  # matplotlib.dates is untyped
+    label = "the worker's clock (UTC)" if worker else "event time (UTC)"
+    span = f"{_stamp(times[0])} to {_stamp(times[-1])} UTC"
+    xs = [float(date2num(t)) for t in times]  # type: ignore[no-untyped-call]
+    return _Timeline(xs, "time", label, span, drift_x)
 
 
-def _bars(title: str, bins: Sequence[str], reference: Sequence[float], current: Sequence[float]) -> str:
-    """Grouped bars: reference (grey) and window (blue) share per bin."""
-    width, height, left, bottom, top = 420, 170, 36, 48, 18
-    plot_w, plot_h = width - left - 8, height - top - bottom
-    top_value = max([*reference, *current, 1e-9])
-    n = max(len(bins), 1)
-    slot = plot_w / n
-    bar = slot * 0.38
-    parts = [f'<svg width="{width}" height="{height}" role="img" aria-label="{_esc(title)}">']
-    parts.append(f'<text x="{left}" y="12" class="t">{_esc(title)}</text>')
-    for frac in (0.0, 0.5, 1.0):
-        y = top + plot_h * (1 - frac)
-        parts.append(f'<line x1="{left}" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        parts.append(f'<text x="{left - 4}" y="{y + 3:.1f}" class="ax" text-anchor="end">{top_value * frac:.2f}</text>')
-    for i, label in enumerate(bins):
-        x0 = left + i * slot + slot * 0.1
-        for k, (value, colour) in enumerate(((reference[i], _REF_COLOUR), (current[i], _CUR_COLOUR))):
-            h = plot_h * value / top_value
-            parts.append(
-                f'<rect x="{x0 + k * bar:.1f}" y="{top + plot_h - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                f'fill="{colour}"><title>{_esc(label)}: {"reference" if k == 0 else "window"} '
-                f"{value:.3f}</title></rect>"
-            )
-        lx, ly = left + (i + 0.5) * slot, top + plot_h + 8
-        parts.append(
-            f'<text x="{lx:.1f}" y="{ly:.1f}" class="ax" text-anchor="end" '
-            f'transform="rotate(-40 {lx:.1f} {ly:.1f})">{_esc(label[:14])}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+# --- figures ---------------------------------------------------------------------------------------
 
 
-def _ticks(lo: float, hi: float, most: int = 5) -> list[float]:
-    """Round tick values (1, 2 or 5 times a power of ten apart) from at or below ``lo`` to at or above ``hi``."""
-    if hi <= lo:
-        hi = lo + 1.0
-    raw = (hi - lo) / most
-    power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    first = math.floor(lo / step + 1e-9) * step
-    count = math.ceil((hi - first) / step - 1e-9)
-    return [round(first + k * step, 12) for k in range(count + 1)]
+@dataclass(frozen=True)
+class _Bars:
+    """Reference vs window share per bin or level, at one evaluation."""
+
+    title: str
+    bins: Sequence[str]
+    reference: Sequence[float]
+    current: Sequence[float]
 
 
 @dataclass(frozen=True)
@@ -213,71 +203,157 @@ class _Series:
     colour: str = _CUR_COLOUR
 
 
-def _line(
-    title: str,
-    axis: _Axis,
-    series: Sequence[_Series],
-    drift_x: float | None,
-    flags: Sequence[bool] | None = None,
-    reference_line: float | None = None,
-    reference_label: str = "",
-    width: int = 300,
-) -> str:
-    """A small line chart: drift start (orange, dashed), flagged evaluations (red dots) on the first series."""
-    height, left, bottom, top = 130, 44, 22, 18
-    plot_w, plot_h = width - left - 8, height - top - bottom
-    xs = axis.values
-    finite = [y for s in series for y in s.values if y is not None and math.isfinite(y)]
-    parts = [f'<svg width="{width}" height="{height}" role="img" aria-label="{_esc(title)}">']
-    legend = "".join(f' <tspan fill="{s.colour}">{_esc(s.label)}</tspan>' for s in series) if len(series) > 1 else ""
-    parts.append(f'<text x="{left}" y="12" class="t">{_esc(title)}{legend}</text>')
-    if not finite or not xs:
-        parts.append(f'<text x="{left}" y="{top + plot_h / 2}" class="ax">not tested</text></svg>')
-        return "".join(parts)
-    x_lo, x_hi = min(xs), max(xs)
-    # Ages can be negative (store values stamped after a simulated event): the range then crosses zero.
-    highest = max([*finite, *([reference_line] if reference_line is not None else [])])
-    ticks = _ticks(min(0.0, *finite), highest)
-    y_lo, y_hi = ticks[0], ticks[-1]
+@dataclass(frozen=True)
+class _Panel:
+    """One quantity over the run; flagged evaluations are marked on the first series."""
 
-    def sx(x: float) -> float:
-        return left + plot_w * ((x - x_lo) / (x_hi - x_lo) if x_hi > x_lo else 0.5)
+    title: str
+    series: Sequence[_Series]
+    flags: Sequence[bool] = ()
+    reference_line: float | None = None
+    reference_label: str = ""
 
-    def sy(y: float) -> float:
-        return top + plot_h * (1 - (y - y_lo) / (y_hi - y_lo))
 
-    for tick in ticks:
-        y = sy(tick)
-        parts.append(f'<line x1="{left}" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        parts.append(f'<text x="{left - 4}" y="{y + 3:.1f}" class="ax" text-anchor="end">{tick:.3g}</text>')
-    if y_lo < 0:
-        parts.append(f'<line x1="{left}" x2="{width - 8}" y1="{sy(0):.1f}" y2="{sy(0):.1f}" class="zero"/>')
-    parts.append(f'<text x="{left}" y="{height - 6}" class="ax">{_esc(axis.label(x_lo))}</text>')
-    parts.append(
-        f'<text x="{width - 8}" y="{height - 6}" class="ax" text-anchor="end">'
-        f"{_esc(axis.label(x_hi))} {axis.unit}</text>"
-    )
-    if reference_line is not None:
-        y = sy(reference_line)
-        parts.append(f'<line x1="{left}" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}" class="ref"/>')
-        if reference_label:
-            parts.append(f'<text x="{width - 10}" y="{y - 3:.1f}" class="ax" text-anchor="end">'
-                         f"{_esc(reference_label)}</text>")
-    if drift_x is not None:
-        dx = sx(drift_x)
-        parts.append(
-            f'<line x1="{dx:.1f}" x2="{dx:.1f}" y1="{top}" y2="{top + plot_h}" stroke="{_DRIFT_COLOUR}" '
-            f'stroke-dasharray="4 3"><title>drift starts at {_esc(axis.label(drift_x))}</title></line>'
-        )
-    for s in series:
-        points = [(x, y) for x, y in zip(xs, s.values, strict=True) if y is not None and math.isfinite(y)]
-        path = " ".join(f"{'M' if i == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for i, (x, y) in enumerate(points))
-        parts.append(f'<path d="{path}" fill="none" stroke="{s.colour}" stroke-width="1.5"/>')
-    for x, value, flagged in zip(xs, series[0].values, flags or [False] * len(xs), strict=True):
-        if flagged and value is not None and math.isfinite(value):
-            parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(value):.1f}" r="2.5" fill="{_FLAG_COLOUR}"/>')
-    parts.append("</svg>")
-    return "".join(parts)
+def _svg(size: tuple[float, float], draw: Callable[[Figure], None]) -> str:
+    """A figure drawn by ``draw`` as SVG markup to inline in HTML (no XML prolog, no namespace URLs)."""
+    import matplotlib
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+    from matplotlib.figure import Figure
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context(_STYLE):
+        # Margins are set by hand (in inches, see _inches): constrained layout measured every label and
+        # took over twice as long, for a page that draws one figure per column.
+        figure = Figure(figsize=size)
+        FigureCanvasSVG(figure)
+        draw(figure)
+        figure.savefig(buffer, format="svg", metadata=_NO_METADATA)
+    text = buffer.getvalue()
+    svg = text[text.index("<svg") :]
+    root_end = svg.index(">")
+    # An <svg> inside HTML is in the SVG namespace without xmlns; dropping it keeps the page free of URLs.
+    root = re.sub(r'\s+xmlns(?::\w+)?="[^"]*"', "", svg[:root_end])
+    return root + svg[root_end:]
+
+
+def _inches(figure: Figure, top: float, bottom: float) -> dict[str, float]:
+    """Gridspec bounds for a band ``top`` to ``bottom`` inches from the top of ``figure``."""
+    width, height = figure.get_size_inches()
+    return {"left": 0.55 / width, "right": 1 - 0.2 / width, "top": 1 - top / height, "bottom": 1 - bottom / height}
+
+
+def _tick_room(timeline: _Timeline) -> float:
+    """Inches more under the panels for slanted time labels, so they clear the legend."""
+    return 0.25 if timeline.kind == "time" else 0.0
+
+
+def _values(values: Sequence[float | None]) -> list[float]:
+    """Missing values as NaN: matplotlib leaves a gap there."""
+    return [math.nan if v is None or not math.isfinite(v) else float(v) for v in values]
+
+
+def _format_x(ax: Axes, timeline: _Timeline) -> None:
+    from matplotlib.dates import AutoDateLocator, DateFormatter
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    if timeline.kind == "time":
+        # matplotlib.dates is untyped
+        ax.xaxis.set_major_locator(AutoDateLocator(tz=UTC, minticks=2, maxticks=5))  # type: ignore[no-untyped-call]
+        ax.xaxis.set_major_formatter(DateFormatter("%m-%d %H:%M", tz=UTC))  # type: ignore[no-untyped-call]
+        ax.tick_params(axis="x", labelrotation=20)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
+    ax.set_xlabel(timeline.label, fontsize=7, color="#555555")
+
+
+def _draw_bars(ax: Axes, bars: _Bars) -> None:
+    positions = range(len(bars.bins))
+    ax.bar([i - 0.2 for i in positions], bars.reference, 0.4, color=_REF_COLOUR, label="reference")
+    ax.bar([i + 0.2 for i in positions], bars.current, 0.4, color=_CUR_COLOUR, label="window")
+    labels = [b if len(b) <= 20 else b[:19] + "…" for b in bars.bins]
+    ax.set_xticks(list(positions), labels, rotation=35, ha="right", rotation_mode="anchor")
+    ax.grid(axis="x", visible=False)
+    ax.set_title(bars.title)
+    ax.set_ylabel("share", fontsize=7, color="#555555")
+
+
+def _draw_panel(ax: Axes, panel: _Panel, timeline: _Timeline) -> None:
+    ax.set_title(panel.title)
+    _format_x(ax, timeline)
+    xs = timeline.xs
+    first = _values(panel.series[0].values)
+    finite = [v for s in panel.series for v in _values(s.values) if not math.isnan(v)]
+    if not finite:
+        ax.text(0.5, 0.5, "not tested", transform=ax.transAxes, ha="center", va="center", color="#666666")
+        ax.set_yticks([])
+        return
+    for series in panel.series:
+        ax.plot(xs, _values(series.values), color=series.colour, linewidth=1.5, label=series.label or None,
+                marker="o" if len(xs) == 1 else "", markersize=3)  # one evaluation: a point, not an empty line
+    flags = panel.flags or [False] * len(xs)
+    flagged = [(x, y) for x, y, f in zip(xs, first, flags, strict=True) if f and not math.isnan(y)]
+    if flagged:
+        ax.scatter([x for x, _ in flagged], [y for _, y in flagged], s=16, color=_FLAG_COLOUR, zorder=3,
+                   label="flagged evaluation")
+    if panel.reference_line is not None:
+        ax.axhline(panel.reference_line, color="#999999", linestyle=":", linewidth=1.2)
+        ax.text(0.99, panel.reference_line, panel.reference_label, transform=ax.get_yaxis_transform(),
+                ha="right", va="bottom", fontsize=7, color="#666666")
+    if timeline.drift_x is not None:
+        ax.axvline(timeline.drift_x, color=_DRIFT_COLOUR, linestyle="--", linewidth=1.2, label="drift starts")
+    if min(finite) < 0:
+        # Ages can be negative (store values stamped after a simulated event): mark zero.
+        ax.axhline(0.0, color="#bbbbbb", linewidth=0.8)
+    else:
+        # Nothing below zero: start at zero (just under, so a line at zero stays visible); when all is
+        # zero (no missing values, nothing stale), show a share's full range rather than -0.05 to 0.05.
+        top = ax.get_ylim()[1] if max([*finite, panel.reference_line or 0.0]) > 0 else 1.0
+        ax.set_ylim(-0.03 * top, top)
+
+
+def _legend(figure: Figure, axes: Sequence[Axes]) -> None:
+    """One legend per figure, each label once, along its bottom edge."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        handles, labels = ax.get_legend_handles_labels()
+        for handle, label in zip(handles, labels, strict=True):
+            entries.setdefault(label, handle)
+    if entries:
+        figure.legend(list(entries.values()), list(entries), loc="lower center", ncols=len(entries))
+
+
+def _column_figure(bars: Sequence[_Bars], panels: Sequence[_Panel], timeline: _Timeline) -> str:
+    """Bars before the drift (or first) and at the end above, the four series over the run below."""
+
+    def draw(figure: Figure) -> None:
+        top = figure.add_gridspec(1, 2, wspace=0.12, **_inches(figure, 0.3, 1.75))
+        tops = [figure.add_subplot(top[0, k]) for k in range(len(bars))]
+        for ax, chart in zip(tops, bars, strict=True):
+            _draw_bars(ax, chart)
+        bottom = figure.add_gridspec(1, len(panels), wspace=0.28, **_inches(figure, 2.7, 4.1))
+        bottoms: list[Axes] = []
+        for k, panel in enumerate(panels):
+            ax = figure.add_subplot(bottom[0, k], sharex=bottoms[0] if bottoms else None)
+            _draw_panel(ax, panel, timeline)
+            bottoms.append(ax)
+        _legend(figure, [*tops, *bottoms])
+
+    return _svg((12.5, 4.8 + _tick_room(timeline)), draw)
+
+
+def _freshness_figure(ages: _Panel, stale: _Panel, timeline: _Timeline) -> str:
+    """A view's p50/p99 age with its TTL, and the share older than the TTL."""
+
+    def draw(figure: Figure) -> None:
+        grid = figure.add_gridspec(1, 2, width_ratios=(1.4, 1), wspace=0.15, **_inches(figure, 0.3, 1.75))
+        left = figure.add_subplot(grid[0, 0])
+        right = figure.add_subplot(grid[0, 1], sharex=left)
+        _draw_panel(left, ages, timeline)
+        _draw_panel(right, stale, timeline)
+        _legend(figure, [left, right])
+
+    return _svg((12.5, 2.45 + _tick_room(timeline)), draw)
 
 
 def _neglog10(p: float | None) -> float | None:
@@ -289,16 +365,51 @@ def _neglog10(p: float | None) -> float | None:
 # --- sections --------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ColumnSection:
+    """One monitored column (or the score) on the page: its notes and its figure (SVG markup)."""
+
+    name: str
+    flagged: bool  # at the last evaluation
+    notes: list[str]
+    figure: str
+
+
+@dataclass(frozen=True)
+class ViewSection:
+    """One feature view's freshness on the page."""
+
+    view: str
+    note: str
+    figure: str
+
+
+@dataclass(frozen=True)
+class Page:
+    """Everything the template shows; the figures are already SVG."""
+
+    title: str
+    note: str
+    summary: str
+    drift_start: bool
+    age_basis: str
+    views: list[ViewSection]
+    columns: list[ColumnSection]
+    colours: dict[str, str] = field(
+        default_factory=lambda: {
+            "reference": _REF_COLOUR, "window": _CUR_COLOUR, "flag": _FLAG_COLOUR, "drift": _DRIFT_COLOUR
+        }
+    )
+
+
 def _where(evaluation: dict[str, Any]) -> str:
     """An evaluation's place: events seen, and its time when it has one."""
     when = evaluation.get("event_time")
-    at = f", {_time(when).strftime('%m-%d %H:%M')} UTC" if when else ""
+    at = f", {_stamp(_time(when))} UTC" if when else ""
     return f"event {int(evaluation['events']):,}{at}"
 
 
-def _column_section(
-    name: str, run: dict[str, Any], series: list[dict[str, Any]], axis: _Axis, drift_x: float | None
-) -> str:
+def _column_section(name: str, run: dict[str, Any], series: list[dict[str, Any]], timeline: _Timeline) -> ColumnSection:
     evaluations = run["evaluations"]
     config = run["config"]
     alpha = float(config["alpha"])
@@ -307,7 +418,7 @@ def _column_section(
     stat_name = last["statistic_name"]
     tested = any(c["tested"] for c in series)
     notes = ["context (time of day): reported, not tested" if not tested else stat_name + " test"]
-    charts = []
+    bars: list[_Bars] = []
     start_event = run.get("drift_start_event")
     if start_event is not None:  # a simulation: before the drift vs the end
         pairs = list(zip(evaluations, series, strict=True))
@@ -322,8 +433,8 @@ def _column_section(
         ]
         if before:
             pre = before[-1]
-            charts.append(_bars(f"before the drift (event {int(start_event):,})", pre["bins"], pre["reference"],
-                                pre["current"]))
+            bars.append(_Bars(f"before the drift (event {int(start_event):,})", pre["bins"], pre["reference"],
+                              pre["current"]))
         end_title = f"end of run (event {int(evaluations[-1]['events']):,})"
     else:  # a worker log: the first ready evaluation vs the latest
         first_at = next((i for i, e in enumerate(evaluations) if e["report"]["ready"]), 0)
@@ -335,70 +446,46 @@ def _column_section(
         ]
         if first_at < len(series) - 1:
             first = series[first_at]
-            charts.append(_bars(f"first in the log ({_where(evaluations[first_at])})", first["bins"],
-                                first["reference"], first["current"]))
+            bars.append(_Bars(f"first in the log ({_where(evaluations[first_at])})", first["bins"],
+                              first["reference"], first["current"]))
         end_title = f"latest ({_where(evaluations[-1])})"
     notes.append(f"missing: reference {last['reference_missing_rate']:.2%}, window {last['missing_rate']:.2%}")
-    charts.append(_bars(end_title, last["bins"], last["reference"], last["current"]))
+    bars.append(_Bars(end_title, last["bins"], last["reference"], last["current"]))
     min_psi: float | None = config.get("min_psi") or None
-    lines = [
-        _line(f"{stat_name} statistic", axis, [_Series("", [c["statistic"] for c in series])], drift_x, flags),
-        _line("-log10 p-value (line: alpha)", axis, [_Series("", [_neglog10(c["p_value"]) for c in series])],
-              drift_x, flags, -math.log10(alpha)),
-        _line("PSI (line: min PSI)" if min_psi else "PSI", axis, [_Series("", [c["psi"] for c in series])],
-              drift_x, flags, min_psi),
-        _line("missing rate", axis, [_Series("", [c["missing_rate"] for c in series])], drift_x, flags),
+    panels = [
+        _Panel(f"{stat_name} statistic", [_Series("", [c["statistic"] for c in series])], flags),
+        _Panel("-log10 p-value", [_Series("", [_neglog10(c["p_value"]) for c in series])], flags,
+               -math.log10(alpha), f"alpha {alpha:g}"),
+        _Panel("PSI", [_Series("", [c["psi"] for c in series])], flags,
+               min_psi, f"min PSI {min_psi:g}" if min_psi else ""),
+        _Panel("missing rate", [_Series("", [c["missing_rate"] for c in series])], flags),
     ]
-    badge = '<span class="flag">flagged at the end</span>' if last["flagged"] else ""
-    return (
-        f'<section><h2>{_esc(name)} {badge}</h2><p class="note">{_esc("; ".join(notes))}</p>'
-        f'<div class="row">{"".join(charts)}</div><div class="row">{"".join(lines)}</div></section>'
-    )
+    return ColumnSection(name, bool(last["flagged"]), notes, _column_figure(bars, panels, timeline))
 
 
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _freshness_section(run: dict[str, Any], axis: _Axis, drift_x: float | None) -> str:
-    """Per feature view: p50/p99 age (hours) with the TTL as a line, and the share older than the TTL."""
-    evaluations = run["evaluations"]
-    views = list(dict.fromkeys(v for e in evaluations for v in e.get("freshness") or {}))
-    heading = '<section id="freshness"><h2>Freshness of the store\'s values</h2>'
-    if not views:
-        return (
-            f'{heading}<p class="note">no freshness in this run (written before freshness was recorded, '
-            "or no event found its entity in the online store)</p></section>"
-        )
-    age_basis = (
-        "age = the event's (simulated) time minus the view's feature timestamp; negative: the stored values "
-        "are stamped after the event"
-        if run["source"] == "simulate"
-        else "age = the worker's clock at scoring minus the view's feature timestamp"
+def _view_section(view: str, points: Sequence[dict[str, float] | None], timeline: _Timeline) -> ViewSection:
+    latest = next(p for p in reversed(points) if p)
+    ttl_s = latest["ttl_s"]
+    ttl = f"TTL {ttl_s / 3600:g} h" if ttl_s else "no TTL"
+    note = (
+        f"latest, over {latest['events']:,.0f} events: p50 {_hours(latest['p50_s'])}, "
+        f"p99 {_hours(latest['p99_s'])}; {ttl}; older than the TTL {latest['stale_share']:.1%}"
     )
-    rows = []
-    for view in views:
-        points: list[dict[str, float] | None] = [(e.get("freshness") or {}).get(view) for e in evaluations]
-        latest = next(p for p in reversed(points) if p)
-        ttl_s = latest["ttl_s"]
-        ttl = f"TTL {ttl_s / 3600:g} h" if ttl_s else "no TTL"
-        note = (
-            f"latest, over {latest['events']:,.0f} events: p50 {_hours(latest['p50_s'])}, "
-            f"p99 {_hours(latest['p99_s'])}; {ttl}; older than the TTL {latest['stale_share']:.1%}"
-        )
-        ages = _line(
-            "age, hours:", axis,
-            [_Series("p50", [p["p50_s"] / 3600 if p else None for p in points]),
-             _Series("p99", [p["p99_s"] / 3600 if p else None for p in points], _P99_COLOUR)],
-            drift_x, reference_line=ttl_s / 3600 if ttl_s else None, reference_label=ttl, width=420,
-        )
-        stale = _line(
-            "share older than the TTL" if ttl_s else "share older than the TTL (no TTL)", axis,
-            [_Series("", [p["stale_share"] if p else None for p in points], _FLAG_COLOUR)],
-            drift_x, width=300,
-        )
-        rows.append(f'<h3>{_esc(view)}</h3><p class="note">{_esc(note)}</p><div class="row">{ages}{stale}</div>')
-    return f'{heading}<p class="note">{_esc(age_basis)}</p>{"".join(rows)}</section>'
+    ages = _Panel(
+        "age, hours",
+        [_Series("age p50", [p["p50_s"] / 3600 if p else None for p in points]),
+         _Series("age p99", [p["p99_s"] / 3600 if p else None for p in points], _P99_COLOUR)],
+        reference_line=ttl_s / 3600 if ttl_s else None, reference_label=ttl,
+    )
+    stale = _Panel(
+        "share older than the TTL" if ttl_s else "share older than the TTL (no TTL)",
+        [_Series("", [p["stale_share"] if p else None for p in points], _FLAG_COLOUR)],
+    )
+    return ViewSection(view, note, _freshness_figure(ages, stale, timeline))
 
 
 def summarize_log(run: dict[str, Any]) -> Iterator[str]:
@@ -429,72 +516,76 @@ def summarize_log(run: dict[str, Any]) -> Iterator[str]:
 
 # --- page ------------------------------------------------------------------------------------------
 
-_CSS = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; max-width: 1300px; }
-h1 { font-size: 20px; } h2 { font-size: 16px; margin: 0 0 4px; } h3 { font-size: 14px; margin: 8px 0 2px; }
-section { border-top: 1px solid #ddd; padding: 12px 0; }
-.row { display: flex; flex-wrap: wrap; gap: 8px; }
-.note { color: #555; margin: 0 0 6px; font-size: 13px; }
-pre { background: #f6f6f6; padding: 10px; overflow-x: auto; font-size: 12px; }
-svg .t { font-size: 12px; fill: #333; } svg .ax { font-size: 10px; fill: #666; }
-svg .grid { stroke: #eee; } svg .ref { stroke: #999; stroke-dasharray: 2 2; } svg .zero { stroke: #bbb; }
-.flag { background: #d62728; color: white; border-radius: 3px; padding: 1px 6px; font-size: 12px; }
-.key span { display: inline-block; width: 10px; height: 10px; margin: 0 4px 0 12px; }
-"""
 
-
-def _header(run: dict[str, Any], axis: _Axis) -> tuple[str, str]:
-    """The page title and the lines under it: what was run or logged, and how it was monitored."""
+def _header(run: dict[str, Any], timeline: _Timeline) -> tuple[str, str]:
+    """The page title and the line under it: what was run or logged, how it was monitored, the x axis."""
     config = run["config"]
     model = f"{run['model']['name']} {run['model']['version']}"
+    x_axis = f"x-axis: {timeline.label}, {timeline.span}"
     if run["source"] == "simulate":
         title = f"{model}, {config['drift']} after {config['stationary']:,} stationary events"
         note = (
             f"window {config['window']:,} events, evaluated every {config['every']:,}; "
             f"Benjamini-Hochberg at alpha {config['alpha']:g} across columns and score; "
             f"min PSI {config.get('min_psi', 0):g}; no flags before {config['min_events']:,} events; "
-            f"stationary part spans {config['hours']:g} h of event time from {config['start']}"
+            f"stationary part spans {config['hours']:g} h of event time from {config['start']}; {x_axis}"
         )
         return title, note
-    evaluations = run["evaluations"]
-    x_what = "events seen since the worker (re)started" if axis.kind == "events" else "the worker's clock (UTC)"
     note = (
-        f"worker log {run['log']}: {len(evaluations)} evaluations; window {config['window']:,} events; "
-        f"Benjamini-Hochberg at alpha {config['alpha']:g} across columns and score; x-axis: {x_what}"
+        f"worker log {run['log']}: {len(run['evaluations'])} evaluations; window {config['window']:,} events; "
+        f"Benjamini-Hochberg at alpha {config['alpha']:g} across columns and score; {x_axis}"
     )
     return f"{model}, running worker", note
 
 
-def render(run: dict[str, Any], x_axis: XAxis = "auto") -> str:
-    """The HTML page of a run, as returned by :func:`load_run`."""
+def page(run: dict[str, Any], x_axis: XAxis = "auto") -> Page:
+    """What the page of a run (as returned by :func:`load_run`) shows, with its figures drawn."""
     evaluations = run.get("evaluations") or []
     if not evaluations:
         raise ConfigError("the run has no evaluations; simulate more events or evaluate more often")
     run = {"source": "simulate", **run}
-    axis = _axis(run, x_axis)
-    drift_x = _drift_x(run, axis)
+    timeline = _timeline(run, x_axis)
+    views = list(dict.fromkeys(v for e in evaluations for v in e.get("freshness") or {}))
+    view_sections = [
+        _view_section(view, [(e.get("freshness") or {}).get(view) for e in evaluations], timeline) for view in views
+    ]
     names = [c["name"] for c in evaluations[0]["report"]["features"]]
-    sections = [_freshness_section(run, axis, drift_x)]
-    for j, name in enumerate(names):
-        series = [e["report"]["features"][j] for e in evaluations]
-        sections.append(_column_section(name, run, series, axis, drift_x))
+    columns = [
+        _column_section(name, run, [e["report"]["features"][j] for e in evaluations], timeline)
+        for j, name in enumerate(names)
+    ]
     if evaluations[0]["report"]["score"]:
         series = [e["report"]["score"] for e in evaluations]
-        sections.append(_column_section("score (prediction drift)", run, series, axis, drift_x))
-    summary = "\n".join(summarize(run) if run["source"] == "simulate" else summarize_log(run))
-    drift_key = f'<span style="background:{_DRIFT_COLOUR}"></span>drift starts' if drift_x is not None else ""
-    key = (
-        f'<p class="key"><span style="background:{_REF_COLOUR}"></span>reference (mixed to the window\'s time of day)'
-        f'<span style="background:{_CUR_COLOUR}"></span>window'
-        f'<span style="background:{_FLAG_COLOUR}"></span>flagged evaluation{drift_key}</p>'
+        columns.append(_column_section("score (prediction drift)", run, series, timeline))
+    title, note = _header(run, timeline)
+    return Page(
+        title=title,
+        note=note,
+        summary="\n".join(summarize(run) if run["source"] == "simulate" else summarize_log(run)),
+        drift_start=timeline.drift_x is not None,
+        age_basis=(
+            "age = the event's (simulated) time minus the view's feature timestamp; negative: the stored values "
+            "are stamped after the event"
+            if run["source"] == "simulate"
+            else "age = the worker's clock at scoring minus the view's feature timestamp"
+        ),
+        views=view_sections,
+        columns=columns,
     )
-    title, note = _header(run, axis)
-    return (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        f"<title>driftline drift report: {_esc(title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>Drift monitoring: {_esc(title)}</h1><p class=note>{_esc(note)}</p>"
-        f"<pre>{_esc(summary)}</pre>{key}{''.join(sections)}</body></html>"
+
+
+def render(run: dict[str, Any], x_axis: XAxis = "auto") -> str:
+    """The HTML page of a run, as returned by :func:`load_run` (``templates/report.html.j2``)."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    environment = Environment(
+        loader=PackageLoader("drift", "templates"),
+        autoescape=True,  # the file ends in .j2, so select_autoescape would leave it off
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
+    return environment.get_template("report.html.j2").render(page=page(run, x_axis))
 
 
 def _x_axis(value: str) -> XAxis:
@@ -508,11 +599,11 @@ def write_report(source: Path, target: Path, x_axis: str = "auto") -> str:
     """Render the run or drift log in ``source`` to ``target`` (HTML); return a one-line summary."""
     axis = _x_axis(x_axis)
     run = load_run(source)
-    page = render(run, axis)
+    html = render(run, axis)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(page, encoding="utf-8")
+    target.write_text(html, encoding="utf-8")
     skipped = f", {run['skipped_lines']} unreadable lines skipped" if run.get("skipped_lines") else ""
     return (
         f"report of {len(run['evaluations'])} evaluations ({run['source']}: {source}{skipped}) -> {target} "
-        f"({len(page) / 1024:.0f} KiB)"
+        f"({len(html) / 1024:.0f} KiB)"
     )
