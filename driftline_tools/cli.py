@@ -7,13 +7,23 @@ pulls in only what it needs (the worker never imports training code, for instanc
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 if TYPE_CHECKING:
-    from driftline.settings import KafkaSettings, RedisSettings
+    from rich.console import Console, RenderableType
+    from rich.table import Table
+
+    from driftline.settings import KafkaSettings, ModelSettings, RedisSettings
+    from driftline_tools.scenarios import ScenarioResult
+    from driftline_tools.stack import ServiceStatus
+    from producers.admin import TopicOutcome
+    from producers.deadletters import DeadLetterReport, ReplayResult
 
 logger = logging.getLogger(__name__)
 
@@ -44,47 +54,216 @@ def _log_connections(settings: KafkaSettings | RedisSettings) -> None:
     logger.info("using %s", settings.describe_connections())
 
 
+# --- rendering: commands get data back and show it as rich tables, or as JSON with --json ---------
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON (for scripts).")]
+
+#: Width of tables written to a pipe or file (no terminal to measure): wide enough that rows stay whole.
+_PIPE_WIDTH = 200
+
+
+def _console() -> Console:
+    """A console on stdout (looked up when called, so a test runner's capture sees it)."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = _PIPE_WIDTH
+    return console
+
+
+def _show(*renderables: RenderableType) -> None:
+    console = _console()
+    for renderable in renderables:
+        console.print(renderable)
+
+
+def _echo_json(data: object) -> None:
+    """Print ``data`` (dataclasses, pydantic models, lists and dicts of them) as indented JSON."""
+    from pydantic_core import to_json
+
+    typer.echo(to_json(data, indent=2).decode())
+
+
+def _table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:
+    """A table of plain-text cells: values are never read as rich markup, None shows as empty."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(Text("" if value is None else str(value)) for value in row))
+    return table
+
+
+def services_table(services: Sequence[ServiceStatus]) -> Table:
+    """One row per embedded service: state, pid, address, whether it answers, problem, log."""
+    answering = {True: "yes", False: "NO", None: ""}
+    return _table(
+        None,
+        ["service", "state", "pid", "address", "answering", "problem", "log"],
+        [
+            [s.name, s.state, s.pid, s.address, answering[s.answering], s.problem, s.log]
+            for s in services
+        ],
+    )
+
+
+def topics_table(topics: Sequence[TopicOutcome]) -> Table:
+    """One row per driftline topic: created or existed, partitions, note."""
+    return _table(
+        None, ["topic", "outcome", "partitions", "note"], [[t.name, t.outcome, t.partitions, t.note] for t in topics]
+    )
+
+
+def dead_letter_tables(report: DeadLetterReport) -> list[Table]:
+    """Counts by error type, the most common reasons, and the sample, as three tables."""
+    sample_rows = [
+        [
+            f"{d.source_topic}[{d.source_partition}]@{d.source_offset}",
+            d.error_type,
+            d.reason,
+            d.original_value[:120].decode("utf-8", "replace"),
+        ]
+        for d in report.sample
+    ]
+    return [
+        _table("by error type", ["error type", "count"], list(report.by_error_type.items())),
+        _table("most common reasons", ["reason", "count"], list(report.by_reason.items())),
+        _table("sample", ["source", "error type", "reason", "original value (first 120 bytes)"], sample_rows),
+    ]
+
+
+def replay_lines(result: ReplayResult) -> list[str]:
+    """What a person needs to know about a replay, as sentences."""
+    lines = [f"replayed {result.sent} dead letters onto {result.topic}"]
+    if result.skipped_truncated:
+        lines.append(
+            f"skipped {result.skipped_truncated} dead letters that keep only the first bytes of their input "
+            "(original_truncated); their original_length and original_sha256 identify the input at its producer"
+        )
+    return lines
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """One registered model version, as ``driftline model list`` shows it."""
+
+    model: str
+    version: str
+    production: bool
+    feature_service: str
+    metrics: dict[str, float]
+
+
+def registered_versions(settings: ModelSettings) -> list[RegisteredVersion]:
+    """Every registered version of the configured model, oldest first."""
+    from driftline.registry import ModelRegistry
+
+    registry = ModelRegistry(settings.registry_dir)
+    production = registry.production_version(settings.model_name)
+    versions = []
+    for version in registry.versions(settings.model_name):
+        meta = registry.read_metadata(settings.model_name, version)
+        versions.append(
+            RegisteredVersion(
+                settings.model_name, version, version == production, meta.feature_service, dict(meta.metrics)
+            )
+        )
+    return versions
+
+
+def models_table(versions: Sequence[RegisteredVersion]) -> Table:
+    """One row per version, one column per metric; ``*`` marks the production version."""
+    metric_names = sorted({name for v in versions for name in v.metrics})
+    rows = [
+        [
+            "*" if v.production else "",
+            v.model,
+            v.version,
+            v.feature_service,
+            *(f"{v.metrics[name]:.4f}" if name in v.metrics else "" for name in metric_names),
+        ]
+        for v in versions
+    ]
+    return _table(None, ["production", "model", "version", "feature service", *metric_names], rows)
+
+
+def scenarios_table(results: Sequence[ScenarioResult]) -> Table:
+    """One row per fault scenario: how every event sent came out."""
+    columns = ["scenario", "sent", "scored", "dead-lettered", "duplicated", "lost", "degraded", "seconds", "note"]
+    rows = [
+        [r.name, r.sent, r.scored, r.dead_lettered, r.duplicated, r.lost, r.degraded, f"{r.seconds:.1f}", r.note]
+        for r in results
+    ]
+    table = _table(None, columns, rows)
+    for column in table.columns[1:8]:
+        column.justify = "right"
+    return table
+
+
 # --- embedded stack -------------------------------------------------------------------------------
 
 
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(as_json: JsonOption = False) -> None:
     """Start the embedded Kafka-protocol broker and Redis on loopback (idempotent)."""
     from driftline.settings import StackSettings
     from driftline_tools.stack import up
 
-    for line in up(StackSettings()):
-        typer.echo(line)
+    result = up(StackSettings())
+    if as_json:
+        _echo_json(result)
+        return
+    _show(services_table(result.services))
+    typer.echo(
+        f"addresses recorded in {result.endpoints_file}: "
+        "driftline commands use them unless the environment names others"
+    )
 
 
 @stack_app.command("down")
-def stack_down() -> None:
+def stack_down(as_json: JsonOption = False) -> None:
     """Stop the embedded broker and Redis."""
     from driftline.settings import StackSettings
     from driftline_tools.stack import down
 
-    for line in down(StackSettings()):
-        typer.echo(line)
+    services = down(StackSettings())
+    if as_json:
+        _echo_json(services)
+    else:
+        _show(services_table(services))
 
 
 @stack_app.command("status")
-def stack_status() -> None:
+def stack_status(as_json: JsonOption = False) -> None:
     """Say whether the embedded services are running, and where."""
     from driftline.settings import StackSettings
     from driftline_tools.stack import status
 
-    for line in status(StackSettings()):
-        typer.echo(line)
+    services = status(StackSettings())
+    if as_json:
+        _echo_json(services)
+    else:
+        _show(services_table(services))
 
 
 @stack_app.command("env")
-def stack_env() -> None:
-    """Print the environment variables that point driftline at the embedded stack."""
-    from driftline.settings import StackSettings
-    from driftline_tools.stack import env_lines
+def stack_env(as_json: JsonOption = False) -> None:
+    """Print ``export`` lines that point driftline at the embedded stack (for ``eval``)."""
+    import shlex
 
-    for line in env_lines(StackSettings()):
-        typer.echo(line)
+    from driftline.settings import StackSettings
+    from driftline_tools.stack import env_vars
+
+    variables = env_vars(StackSettings())
+    if as_json:
+        _echo_json(variables)
+        return
+    for name, value in variables.items():
+        typer.echo(f"export {name}={shlex.quote(value)}")
 
 
 # --- data, Feast, training ------------------------------------------------------------------------
@@ -139,19 +318,15 @@ def train(
 
 
 @model_app.command("list")
-def model_list() -> None:
+def model_list(as_json: JsonOption = False) -> None:
     """List registered versions, their metrics, and which one is in production."""
-    from driftline.registry import ModelRegistry
     from driftline.settings import ModelSettings
 
-    settings = ModelSettings()
-    registry = ModelRegistry(settings.registry_dir)
-    production = registry.production_version(settings.model_name)
-    for version in registry.versions(settings.model_name):
-        meta = registry.read_metadata(settings.model_name, version)
-        mark = "*" if version == production else " "
-        metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted(meta.metrics.items()))
-        typer.echo(f"{mark} {settings.model_name} {version} {meta.feature_service} {metrics}")
+    versions = registered_versions(ModelSettings())
+    if as_json:
+        _echo_json(versions)
+    else:
+        _show(models_table(versions))
 
 
 @model_app.command("promote")
@@ -252,15 +427,18 @@ def worker() -> None:
 
 
 @app.command("topics")
-def topics() -> None:
+def topics(as_json: JsonOption = False) -> None:
     """Create the events, predictions and dead-letter topics if they do not exist."""
     from driftline.settings import ProducerSettings
     from producers.admin import ensure_topics
 
     settings = ProducerSettings()
     _log_connections(settings)
-    for line in ensure_topics(settings):
-        typer.echo(line)
+    outcomes = ensure_topics(settings)
+    if as_json:
+        _echo_json(outcomes)
+    else:
+        _show(topics_table(outcomes))
 
 
 @app.command("produce")
@@ -332,6 +510,7 @@ def dead_letters_inspect(
     error_type: ErrorTypeOption = None,
     reason_contains: ReasonOption = None,
     sample: Annotated[int, typer.Option(help="How many to show.")] = 5,
+    as_json: JsonOption = False,
 ) -> None:
     """Count dead letters by error type and reason, and show a sample."""
     from driftline.settings import ProducerSettings
@@ -339,8 +518,12 @@ def dead_letters_inspect(
 
     settings = ProducerSettings()
     _log_connections(settings)
-    for line in inspect(settings, Selection(error_type, reason_contains), sample=sample):
-        typer.echo(line)
+    report = inspect(settings, Selection(error_type, reason_contains), sample=sample)
+    if as_json:
+        _echo_json(report)
+        return
+    typer.echo(f"{report.total} dead letters on {report.topic} match")
+    _show(*dead_letter_tables(report))
 
 
 @dead_app.command("replay")
@@ -348,6 +531,7 @@ def dead_letters_replay(
     error_type: ErrorTypeOption = None,
     reason_contains: ReasonOption = None,
     limit: Annotated[int, typer.Option(help="Stop after this many; 0 = all selected.")] = 0,
+    as_json: JsonOption = False,
 ) -> None:
     """Publish the original bytes of selected dead letters onto the events topic again."""
     from driftline.settings import ProducerSettings
@@ -355,7 +539,12 @@ def dead_letters_replay(
 
     settings = ProducerSettings()
     _log_connections(settings)
-    for line in replay(settings, Selection(error_type, reason_contains, limit)):
+    result = replay(settings, Selection(error_type, reason_contains, limit))
+    if as_json:
+        _echo_json(result)
+        return
+    # Two facts, not a table: the sentences say what a person needs to do next.
+    for line in replay_lines(result):
         typer.echo(line)
 
 
@@ -364,13 +553,20 @@ def faults(
     scenario: Annotated[list[str] | None, typer.Option(help="Run only these scenarios (default: all).")] = None,
     count: Annotated[int, typer.Option(help="Events per scenario.")] = 2000,
     rate: Annotated[float, typer.Option(help="Events per second.")] = 200.0,
+    as_json: JsonOption = False,
 ) -> None:
     """Run the fault scenarios on throwaway services and print sent/scored/dead-lettered/duplicated/lost."""
-    from driftline_tools.scenarios import TABLE_HEADER, run_all
+    from driftline_tools.scenarios import run_all
 
-    typer.echo(TABLE_HEADER)
+    results: list[ScenarioResult] = []
     for result in run_all(scenario, count=count, rate=rate):
-        typer.echo(result.row())
+        # Scenarios take a while each: say one is done before the table of all of them.
+        logger.info("scenario %s done in %.0fs: %d lost", result.name, result.seconds, result.lost)
+        results.append(result)
+    if as_json:
+        _echo_json(results)
+    else:
+        _show(scenarios_table(results))
 
 
 @app.command("soak")

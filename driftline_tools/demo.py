@@ -33,11 +33,14 @@ def run_demo(events: int, rate: float, invalid_fraction: float, keep_running: bo
     from producers.admin import ensure_topics
     from producers.collect import collect
     from producers.publish import publish_generated
-    from training.data import generate
+    from training.data import TRANSACTIONS_FILE, generate
     from training.train import run as train
 
     stack_settings = StackSettings()
-    yield from stack.up(stack_settings)
+    started_stack = stack.up(stack_settings)
+    for service in started_stack.services:
+        yield f"{service.name}: {service.state} (pid {service.pid}) at {service.address}; log {service.log}"
+    yield f"addresses recorded in {started_stack.endpoints_file}"
 
     # `up` recorded the stack's addresses: every settings class below, and the worker child, use
     # them unless the environment names other ones, which always wins.
@@ -45,8 +48,9 @@ def run_demo(events: int, rate: float, invalid_fraction: float, keep_running: bo
     producer = ProducerSettings()
     worker_settings = WorkerSettings()
     logger.info("using %s", worker_settings.describe_connections())
-    yield from ensure_topics(producer)
-    if not (training.data_dir / "transactions.parquet").exists():
+    for topic in ensure_topics(producer):
+        yield f"{topic.name}: {topic.outcome}, {topic.partitions} partitions {topic.note}".rstrip()
+    if not (training.data_dir / TRANSACTIONS_FILE).exists():
         yield from generate(training)
     yield from apply(training)
     yield from materialize(training)
@@ -121,6 +125,7 @@ def run_demo(events: int, rate: float, invalid_fraction: float, keep_running: bo
         code = worker.stop()
         logger.info("worker stopped with exit code %s", code)
     if not keep_running:
-        yield from stack.down(stack_settings)
+        for service in stack.down(stack_settings):
+            yield f"{service.name}: {service.state}"
     else:
         yield "the embedded stack is still up; stop it with `driftline stack down`"

@@ -66,12 +66,6 @@ class ScenarioResult:
         )
 
 
-TABLE_HEADER = (
-    "| scenario | sent | scored | dead-lettered | duplicated | lost | degraded | note |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---|"
-)
-
-
 @dataclass
 class World:
     """Throwaway services and a served model in a temporary folder."""

@@ -20,11 +20,12 @@ import subprocess
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import ClassVar, Literal, Self
 
 from driftline.errors import DriftlineError, StackError
 from driftline.registry import atomic_write
@@ -497,10 +498,39 @@ def record_endpoints(settings: StackSettings, broker: BrokerProcess, redis_servi
     return path
 
 
-def up(settings: StackSettings, timeout: float = DEFAULT_START_TIMEOUT_S) -> Iterator[str]:
-    """Start the broker and Redis unless they already run, record their addresses; yield what happened."""
+ServiceState = Literal["started", "already running", "running", "stopped", "not running"]
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """What a stack command found or did for one service: where it runs and whether it answers."""
+
+    name: str
+    state: ServiceState
+    pid: int | None = None
+    address: str | None = None
+    #: None when the service was not asked (it is not running, or ``up``/``down`` did not probe it).
+    answering: bool | None = None
+    #: Why it does not answer, or what else was found (a port taken by another process, a stale pid file).
+    problem: str | None = None
+    log: Path | None = None
+    #: Seconds from start to first answer, for a service ``up`` started.
+    start_s: float | None = None
+
+
+@dataclass(frozen=True)
+class StackUp:
+    """What ``up`` did: one entry per service, and the file its addresses were recorded in."""
+
+    services: tuple[ServiceStatus, ...]
+    endpoints_file: Path
+
+
+def up(settings: StackSettings, timeout: float = DEFAULT_START_TIMEOUT_S) -> StackUp:
+    """Start the broker and Redis unless they already run, and record their addresses."""
     settings.stack_dir.mkdir(parents=True, exist_ok=True)
     services = _services(settings)
+    done: list[ServiceStatus] = []
     for service in services:
         pid = service.running_pid()
         if pid is not None:
@@ -510,7 +540,9 @@ def up(settings: StackSettings, timeout: float = DEFAULT_START_TIMEOUT_S) -> Ite
                     f"{service.name} already runs on port {running_port} (pid {pid}), not {service.port}; "
                     "run `driftline stack down` first"
                 )
-            yield f"{service.name}: already running (pid {pid}) at {service.address}"
+            done.append(
+                ServiceStatus(service.name, "already running", pid, service.address, log=service.log_file)
+            )
             continue
         if service.recorded() is not None:
             service.pid_file.unlink(missing_ok=True)  # stale: the process is gone
@@ -518,59 +550,78 @@ def up(settings: StackSettings, timeout: float = DEFAULT_START_TIMEOUT_S) -> Ite
         service.start(timeout)
         pid = service.running_pid()
         service.detach()
-        yield (
-            f"{service.name}: started (pid {pid}) at {service.address} "
-            f"in {time.monotonic() - started:.2f}s; log {service.log_file}"
+        done.append(
+            ServiceStatus(
+                service.name,
+                "started",
+                pid,
+                service.address,
+                answering=True,  # start() returns only once it answered
+                log=service.log_file,
+                start_s=round(time.monotonic() - started, 3),
+            )
         )
     # Written only once both answer, so a record always names a stack that came up whole.
     path = record_endpoints(settings, *services)
-    yield f"addresses recorded in {path}: driftline commands use them unless the environment names others"
+    return StackUp(tuple(done), path)
 
 
-def down(settings: StackSettings, timeout: float = DEFAULT_STOP_TIMEOUT_S) -> Iterator[str]:
-    """Stop the broker and Redis started by ``up``, remove the record of their addresses; yield what happened."""
+def down(settings: StackSettings, timeout: float = DEFAULT_STOP_TIMEOUT_S) -> list[ServiceStatus]:
+    """Stop the broker and Redis started by ``up``, remove the record of their addresses; say what was done."""
     # The record goes first: from here on no command should be pointed at a stack being stopped.
     settings.stack_endpoints_path.unlink(missing_ok=True)
+    done: list[ServiceStatus] = []
     for service in reversed(_services(settings)):
         record = service.recorded()
         pid = service.running_pid()
         if service.stop(timeout):
-            yield f"{service.name}: stopped (pid {pid})"
+            done.append(ServiceStatus(service.name, "stopped", pid, service.address, log=service.log_file))
         elif record is not None:
-            yield f"{service.name}: not running (removed stale pid file for pid {record[0]})"
+            stale = f"removed stale pid file for pid {record[0]}"
+            done.append(ServiceStatus(service.name, "not running", problem=stale, log=service.log_file))
         else:
-            yield f"{service.name}: not running"
+            done.append(ServiceStatus(service.name, "not running", log=service.log_file))
+    return done
 
 
-def status(settings: StackSettings) -> Iterator[str]:
-    """Say for each service whether it runs, where, and whether it answers."""
+def status(settings: StackSettings) -> list[ServiceStatus]:
+    """For each service: whether it runs, where, and whether it answers."""
+    states: list[ServiceStatus] = []
     for service in _services(settings):
         pid = service.running_pid()
         if pid is None:
-            note = ""
+            problem = None
             if port_accepts(service.host, service.port):
-                note = f" (but port {service.port} is in use by another process)"
-            yield f"{service.name}: stopped{note}"
+                problem = f"port {service.port} is in use by another process"
+            states.append(
+                ServiceStatus(service.name, "stopped", address=service.address, problem=problem, log=service.log_file)
+            )
             continue
         service.port = service.running_port() or service.port
         problem = service.probe()
-        health = "answering" if problem is None else f"NOT answering: {problem}"
-        yield f"{service.name}: running (pid {pid}) at {service.address}, {health}"
+        states.append(
+            ServiceStatus(
+                service.name, "running", pid, service.address, problem is None, problem, service.log_file
+            )
+        )
+    return states
 
 
-def env_lines(settings: StackSettings) -> Iterator[str]:
-    """Yield ``export`` lines that point driftline at the embedded stack."""
+def env_vars(settings: StackSettings) -> dict[str, str]:
+    """The environment variables that point driftline at the embedded stack."""
     broker, redis_service = _services(settings)
-    yield f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}"
-    yield f"export REDIS_URL={redis_service.url}"
+    return {"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "REDIS_URL": redis_service.url}
 
 
 __all__ = [
     "BrokerProcess",
     "RedisProcess",
     "ServiceProcess",
+    "ServiceState",
+    "ServiceStatus",
+    "StackUp",
     "down",
-    "env_lines",
+    "env_vars",
     "free_port",
     "kafka_answers",
     "port_accepts",

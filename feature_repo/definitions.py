@@ -15,6 +15,10 @@ from feast.types import Float64, Int64, String
 FEATURE_SERVICE = "fraud_v1"
 CUSTOMER_STATS = "customer_stats"
 MERCHANT_STATS = "merchant_stats"
+#: Parquet files of the feature views' sources, in the data folder (written by ``training.data``).
+CUSTOMER_STATS_FILE = "customer_stats.parquet"
+MERCHANT_STATS_FILE = "merchant_stats.parquet"
+SOURCE_FILES = {CUSTOMER_STATS: CUSTOMER_STATS_FILE, MERCHANT_STATS: MERCHANT_STATS_FILE}
 
 FeastObject = Entity | FileSource | FeatureView | FeatureService
 
@@ -38,13 +42,13 @@ def definitions(data_dir: Path) -> list[FeastObject]:
     # --- sources: daily point-in-time snapshots written by `driftline data generate`
     customer_stats_source = FileSource(
         name="customer_stats_source",
-        path=str((data_dir / "customer_stats.parquet").resolve()),
+        path=str((data_dir / CUSTOMER_STATS_FILE).resolve()),
         timestamp_field="event_timestamp",
         created_timestamp_column="created_timestamp",
     )
     merchant_stats_source = FileSource(
         name="merchant_stats_source",
-        path=str((data_dir / "merchant_stats.parquet").resolve()),
+        path=str((data_dir / MERCHANT_STATS_FILE).resolve()),
         timestamp_field="event_timestamp",
         created_timestamp_column="created_timestamp",
     )

@@ -20,7 +20,7 @@ from feast.repo_config import RegistryConfig
 from driftline.errors import ConfigError
 from driftline.logs import quiet_library_warnings
 from driftline.settings import FeastSettings
-from feature_repo.definitions import CUSTOMER_STATS, FEATURE_SERVICE, MERCHANT_STATS, definitions
+from feature_repo.definitions import CUSTOMER_STATS, FEATURE_SERVICE, MERCHANT_STATS, SOURCE_FILES, definitions
 
 __all__ = ["FEATURE_SERVICE", "apply", "feature_store", "materialize", "repo_config"]
 
@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 quiet_library_warnings()  # importing feast above reset the warning filters
 
 REPO_PATH = Path(__file__).resolve().parent
-SOURCE_FILES = {CUSTOMER_STATS: "customer_stats.parquet", MERCHANT_STATS: "merchant_stats.parquet"}
 
 
 def repo_config(settings: FeastSettings) -> RepoConfig:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from driftline.errors import DriftlineError
 from driftline.settings import KafkaSettings
@@ -21,7 +21,20 @@ def driftline_topics(settings: KafkaSettings) -> list[str]:
     return [settings.events_topic, settings.predictions_topic, settings.dead_letter_topic]
 
 
-def ensure_topics(settings: KafkaSettings, replication_factor: int = 1, timeout_s: float = 30.0) -> Iterator[str]:
+@dataclass(frozen=True)
+class TopicOutcome:
+    """One driftline topic after :func:`ensure_topics`: created now or already there, and its partitions."""
+
+    name: str
+    outcome: Literal["created", "existed"]
+    partitions: int
+    #: Set when the partition count differs from DRIFTLINE_TOPIC_PARTITIONS (never changed here).
+    note: str = ""
+
+
+def ensure_topics(
+    settings: KafkaSettings, replication_factor: int = 1, timeout_s: float = 30.0
+) -> list[TopicOutcome]:
     """Create the driftline topics that are missing and wait until metadata shows all of them.
 
     Existing topics are left alone (their partition count is reported, never changed);
@@ -55,12 +68,15 @@ def ensure_topics(settings: KafkaSettings, replication_factor: int = 1, timeout_
         except KafkaError as exc:
             raise DriftlineError(f"topics {names} did not appear in metadata: {exc!r}") from exc
         partitions = {topic["name"]: len(topic.get("partitions") or []) for topic in described}
-        for name in names:
-            verb = "created" if name in created else "exists"
-            line = f"{name}: {verb}, {partitions.get(name, 0)} partitions"
-            if partitions.get(name) != settings.topic_partitions:
-                line += f" (DRIFTLINE_TOPIC_PARTITIONS is {settings.topic_partitions}; left unchanged)"
-            logger.debug(line)
-            yield line
     finally:
         admin.close()
+    outcomes: list[TopicOutcome] = []
+    for name in names:
+        count = partitions.get(name, 0)
+        note = ""
+        if count != settings.topic_partitions:
+            note = f"DRIFTLINE_TOPIC_PARTITIONS is {settings.topic_partitions}; left unchanged"
+        outcome = TopicOutcome(name, "created" if name in created else "existed", count, note)
+        logger.debug("%s", outcome)
+        outcomes.append(outcome)
+    return outcomes

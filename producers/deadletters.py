@@ -44,8 +44,31 @@ def read_dead_letters(settings: ProducerSettings, idle_timeout_s: float = 3.0) -
                 logger.warning("offset %s of %s is not a dead letter; skipped", record.offset, record.topic)
 
 
-def inspect(settings: ProducerSettings, selection: Selection, sample: int = 5) -> Iterator[str]:
-    """Counts by error type and by reason, and a sample of the selected dead letters."""
+@dataclass(frozen=True)
+class DeadLetterReport:
+    """Selected dead letters on a topic: how many, counted by error type and by reason, and a sample."""
+
+    topic: str
+    total: int
+    #: Most common first.
+    by_error_type: dict[str, int]
+    #: The ten most common reasons (first 100 characters), most common first.
+    by_reason: dict[str, int]
+    sample: tuple[DeadLetter, ...]
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What :func:`replay` published: ``sent`` onto ``topic``, and truncated dead letters it could not replay."""
+
+    topic: str
+    sent: int
+    #: Dead letters keeping only the first bytes of their input (``original_truncated``): not replayable.
+    skipped_truncated: int
+
+
+def inspect(settings: ProducerSettings, selection: Selection, sample: int = 5) -> DeadLetterReport:
+    """Count the selected dead letters by error type and by reason, and keep a sample of them."""
     by_type: Counter[str] = Counter()
     by_reason: Counter[str] = Counter()
     examples: list[DeadLetter] = []
@@ -58,22 +81,16 @@ def inspect(settings: ProducerSettings, selection: Selection, sample: int = 5) -
         by_reason[letter.reason[:100]] += 1
         if len(examples) < sample:
             examples.append(letter)
-    yield f"{total} dead letters on {settings.dead_letter_topic} match"
-    for error_type, count in by_type.most_common():
-        yield f"  {count:6d}  {error_type}"
-    yield "most common reasons:"
-    for reason, count in by_reason.most_common(10):
-        yield f"  {count:6d}  {reason}"
-    yield "sample:"
-    for letter in examples:
-        value = letter.original_value[:120].decode("utf-8", "replace")
-        yield (
-            f"  {letter.source_topic}[{letter.source_partition}]@{letter.source_offset} "
-            f"{letter.error_type}: {letter.reason} | {value}"
-        )
+    return DeadLetterReport(
+        topic=settings.dead_letter_topic,
+        total=total,
+        by_error_type=dict(by_type.most_common()),
+        by_reason=dict(by_reason.most_common(10)),
+        sample=tuple(examples),
+    )
 
 
-def replay(settings: ProducerSettings, selection: Selection) -> Iterator[str]:
+def replay(settings: ProducerSettings, selection: Selection) -> ReplayResult:
     """Publish the original bytes of the selected dead letters onto the events topic again."""
     producer = create_producer(settings, client_id="driftline-replay")
     sent = 0
@@ -92,9 +109,4 @@ def replay(settings: ProducerSettings, selection: Selection) -> Iterator[str]:
         producer.flush(timeout=60)
     finally:
         producer.close(timeout=10)
-    yield f"replayed {sent} dead letters onto {settings.events_topic}"
-    if cut:
-        yield (
-            f"skipped {cut} dead letters that keep only the first bytes of their input (original_truncated); "
-            "their original_length and original_sha256 identify the input at its producer"
-        )
+    return ReplayResult(topic=settings.events_topic, sent=sent, skipped_truncated=cut)

@@ -11,18 +11,13 @@ import numpy as np
 import pandas as pd
 
 from driftline.settings import TrainingSettings
-from producers.generator import (
-    build_world,
-    customer_snapshots,
-    generate_transactions,
-    merchant_snapshots,
-    snapshot_times,
-)
+from feature_repo.compute import Customers, Merchants, customer_snapshots, merchant_snapshots, snapshot_times
+from feature_repo.definitions import CUSTOMER_STATS_FILE, MERCHANT_STATS_FILE
+from producers.generator import World, build_world, generate_transactions
 
 logger = logging.getLogger(__name__)
 
-CUSTOMER_STATS_FILE = "customer_stats.parquet"
-MERCHANT_STATS_FILE = "merchant_stats.parquet"
+#: The labelled transactions (training's entity dataframe), in the data folder.
 TRANSACTIONS_FILE = "transactions.parquet"
 #: Columns of the labelled entity dataframe: keys, timestamp, request fields, label.
 TRANSACTION_COLUMNS = [
@@ -42,6 +37,18 @@ def history_end(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
+def feature_entities(world: World) -> tuple[Customers, Merchants]:
+    """The world's customers and merchants as the entity tables ``feature_repo.compute`` reads.
+
+    The customers' latent typical amount only centres amounts in the variance (it changes no
+    value beyond rounding); it is known without the transactions, so it leaks nothing.
+    """
+    customers = Customers(
+        customer_id=world.customer_id, account_open=world.account_open, reference_amount=world.typical_amount
+    )
+    return customers, Merchants(merchant_id=world.merchant_id, category=world.category)
+
+
 def build_frames(settings: TrainingSettings, end: datetime) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Return (customer_stats, merchant_stats, transactions) for the history ending at ``end``."""
     start = end - timedelta(days=settings.history_days)
@@ -49,8 +56,9 @@ def build_frames(settings: TrainingSettings, end: datetime) -> tuple[pd.DataFram
     rng = np.random.default_rng([settings.seed, 1])
     transactions = generate_transactions(world, start, end, settings.n_transactions, rng)
     days = snapshot_times(start, end)
-    customers = customer_snapshots(world, transactions, days)
-    merchants = merchant_snapshots(world, transactions, days)
+    customer_table, merchant_table = feature_entities(world)
+    customers = customer_snapshots(customer_table, transactions, days)
+    merchants = merchant_snapshots(merchant_table, transactions, days)
     labelled = transactions.rename(columns={"event_time": "event_timestamp", "is_fraud": "label"})
     return customers, merchants, labelled[TRANSACTION_COLUMNS]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from driftline.settings import ProducerSettings
 from driftline_tools.runner import WorkerProcess
 from producers import kafka_clients
 from producers.collect import Collected, collect
-from producers.deadletters import Selection, inspect, replay
+from producers.deadletters import ReplayResult, Selection, inspect, replay
 
 from .conftest import TopicSet
 
@@ -49,13 +49,15 @@ def test_inspect_and_replay(topics: TopicSet, start_worker: Callable[..., Worker
     first = letters(settings, len(BAD))
     assert len(first) == len(BAD)
 
-    report = list(inspect(settings, Selection(error_type="invalid_field")))
-    assert report[0].startswith("5 dead letters")
-    assert any("amount must be >= 0.01" in line for line in report)
+    report = inspect(settings, Selection(error_type="invalid_field"))
+    assert (report.topic, report.total, report.by_error_type) == (settings.dead_letter_topic, 5, {"invalid_field": 5})
+    assert sum(report.by_reason.values()) == 5
+    assert any("amount must be >= 0.01" in reason for reason in report.by_reason)
+    assert len(report.sample) == 5 and all(d.error_type == "invalid_field" for d in report.sample)
 
-    assert list(replay(settings, Selection(error_type="invalid_field", limit=3))) == [
-        f"replayed 3 dead letters onto {settings.events_topic}"
-    ]
+    assert replay(settings, Selection(error_type="invalid_field", limit=3)) == ReplayResult(
+        topic=settings.events_topic, sent=3, skipped_truncated=0
+    )
     after = letters(settings, len(BAD) + 3)
     assert len(after) == len(BAD) + 3
     originals = {d.original_value: d.original_key for d in first}
@@ -67,7 +69,7 @@ def test_inspect_and_replay(topics: TopicSet, start_worker: Callable[..., Worker
 
 @pytest.mark.parametrize("command", [inspect, replay])
 def test_a_missing_dead_letter_topic_is_named_not_read_as_empty(
-    command: Callable[[ProducerSettings, Selection], Iterator[str]],
+    command: Callable[[ProducerSettings, Selection], object],
     bootstrap: str, unique: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(kafka_clients, "TOPIC_WAIT_S", 1.0)
@@ -76,4 +78,4 @@ def test_a_missing_dead_letter_topic_is_named_not_read_as_empty(
         DRIFTLINE_DEAD_LETTER_TOPIC=f"missing-{unique}", DRIFTLINE_EVENTS_TOPIC=f"events-{unique}",
     )
     with pytest.raises(DriftlineError, match=f"topic missing-{unique} does not exist"):
-        list(command(settings, Selection()))
+        command(settings, Selection())

@@ -24,7 +24,7 @@ from driftline_tools.stack import (
     BrokerProcess,
     RedisProcess,
     down,
-    env_lines,
+    env_vars,
     free_port,
     kafka_answers,
     redis_answers,
@@ -33,7 +33,7 @@ from driftline_tools.stack import (
     wait_for_kafka,
     wait_for_redis,
 )
-from producers.admin import ensure_topics
+from producers.admin import TopicOutcome, ensure_topics
 from producers.publish import publish_file, publish_generated
 from producers.tail import tail
 
@@ -103,14 +103,14 @@ def test_services_answer(broker: BrokerProcess, redis_service: RedisProcess) -> 
 
 
 def test_ensure_topics_is_idempotent(settings: ProducerSettings) -> None:
-    first = list(ensure_topics(settings))
+    first = ensure_topics(settings)
     assert first == [
-        f"{settings.events_topic}: created, 3 partitions",
-        f"{settings.predictions_topic}: created, 3 partitions",
-        f"{settings.dead_letter_topic}: created, 3 partitions",
+        TopicOutcome(settings.events_topic, "created", 3),
+        TopicOutcome(settings.predictions_topic, "created", 3),
+        TopicOutcome(settings.dead_letter_topic, "created", 3),
     ]
-    second = list(ensure_topics(settings))
-    assert all(": exists, 3 partitions" in line for line in second)
+    second = ensure_topics(settings)
+    assert [(t.outcome, t.partitions, t.note) for t in second] == [("existed", 3, "")] * 3
 
 
 def test_publish_generated_and_tail_round_trip(settings: ProducerSettings) -> None:
@@ -202,28 +202,37 @@ def stack_settings(tmp_path: Path) -> Iterator[StackSettings]:
 
 def test_up_status_down(stack_settings: StackSettings) -> None:
     started = time.monotonic()
-    lines = list(up(stack_settings))
+    result = up(stack_settings)
     elapsed = time.monotonic() - started
-    assert lines[0].startswith("broker: started") and lines[1].startswith("redis: started")
+    assert [(s.name, s.state, s.answering) for s in result.services] == [
+        ("broker", "started", True),
+        ("redis", "started", True),
+    ]
     assert elapsed < 15
+    assert result.endpoints_file == stack_settings.stack_endpoints_path
     assert stack_settings.stack_endpoints_path.exists()
     kafka_port, redis_port = stack_settings.kafka_port, stack_settings.redis_port
-    assert list(env_lines(stack_settings)) == [
-        f"export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{kafka_port}",
-        f"export REDIS_URL=redis://127.0.0.1:{redis_port}/0",
-    ]
-    again = list(up(stack_settings))
-    assert again[0].startswith("broker: already running") and again[1].startswith("redis: already running")
-    state = list(status(stack_settings))
-    assert all("running" in line and "answering" in line and "NOT" not in line for line in state)
+    assert env_vars(stack_settings) == {
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+    }
+    again = up(stack_settings)
+    assert [(s.name, s.state) for s in again.services] == [("broker", "already running"), ("redis", "already running")]
+    state = status(stack_settings)
+    assert [(s.state, s.answering, s.problem) for s in state] == [("running", True, None)] * 2
+    assert [s.address for s in state] == [f"127.0.0.1:{kafka_port}", f"127.0.0.1:{redis_port}"]
     pids = [int((stack_settings.stack_dir / f"{name}.pid").read_text().split()[0]) for name in ("broker", "redis")]
+    assert [s.pid for s in state] == pids
 
-    stopped = list(down(stack_settings))
-    assert [line.split(" (")[0] for line in stopped] == ["redis: stopped", "broker: stopped"]
+    stopped = down(stack_settings)
+    assert [(s.name, s.state) for s in stopped] == [("redis", "stopped"), ("broker", "stopped")]
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
-    assert list(status(stack_settings)) == ["broker: stopped", "redis: stopped"]
-    assert list(down(stack_settings)) == ["redis: not running", "broker: not running"]
+    assert [(s.name, s.state, s.problem) for s in status(stack_settings)] == [
+        ("broker", "stopped", None),
+        ("redis", "stopped", None),
+    ]
+    assert [(s.name, s.state) for s in down(stack_settings)] == [("redis", "not running"), ("broker", "not running")]
     assert not list(stack_settings.stack_dir.glob("*.pid"))
     assert not stack_settings.stack_endpoints_path.exists()
 
@@ -241,9 +250,14 @@ def test_cli_up_detaches_and_down_stops(stack_settings: StackSettings) -> None:
     # The command has exited; the services must still be up.
     assert kafka_answers(f"127.0.0.1:{stack_settings.kafka_port}") is None
     assert redis_answers(f"redis://127.0.0.1:{stack_settings.redis_port}/0") is None
-    result = subprocess.run([*cli, "down"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [*cli, "down", "--json"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stderr
-    assert "broker: stopped" in result.stdout and "redis: stopped" in result.stdout
+    assert [(s["name"], s["state"]) for s in orjson.loads(result.stdout)] == [
+        ("redis", "stopped"),
+        ("broker", "stopped"),
+    ]
     assert kafka_answers(f"127.0.0.1:{stack_settings.kafka_port}", timeout=0.5) is not None
 
 
@@ -259,8 +273,8 @@ def test_down_never_signals_a_foreign_pid(stack_settings: StackSettings, tmp_pat
     try:
         time.sleep(0.1)  # let exec() settle so /proc shows the final command line
         (stack_settings.stack_dir / "broker.pid").write_text(f"{stranger.pid} {stack_settings.kafka_port}\n")
-        lines = list(down(stack_settings))
-        assert f"broker: not running (removed stale pid file for pid {stranger.pid})" in lines
+        broker = {s.name: s for s in down(stack_settings)}["broker"]
+        assert (broker.state, broker.problem) == ("not running", f"removed stale pid file for pid {stranger.pid}")
         assert stranger.poll() is None
         assert not (stack_settings.stack_dir / "broker.pid").exists()
     finally:
@@ -273,7 +287,7 @@ def test_up_refuses_a_port_taken_by_someone_else(stack_settings: StackSettings) 
         sock.bind(("127.0.0.1", stack_settings.kafka_port))
         sock.listen()
         with pytest.raises(StackError, match=f"port {stack_settings.kafka_port} is already in use"):
-            list(up(stack_settings))
+            up(stack_settings)
 
 
 def test_commands_find_the_stack_up_recorded(stack_settings: StackSettings) -> None:
@@ -306,10 +320,14 @@ def test_commands_find_the_stack_up_recorded(stack_settings: StackSettings) -> N
         DRIFTLINE_DEAD_LETTER_TOPIC=f"dead-letters-{suffix}",
         DRIFTLINE_TOPIC_PARTITIONS="2",
     )
-    result = subprocess.run([*cli, "topics"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [*cli, "topics", "--json"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert f"using Kafka {bootstrap} (from the dev stack's record {record})" in result.stderr
-    assert f"events-{suffix}: created, 2 partitions" in result.stdout
+    assert {"name": f"events-{suffix}", "outcome": "created", "partitions": 2, "note": ""} in orjson.loads(
+        result.stdout
+    )
     # The topics are on the recorded broker: asked directly, it already has them.
     on_broker = ProducerSettings(
         KAFKA_BOOTSTRAP_SERVERS=bootstrap,
@@ -319,7 +337,7 @@ def test_commands_find_the_stack_up_recorded(stack_settings: StackSettings) -> N
         DRIFTLINE_DEAD_LETTER_TOPIC=f"dead-letters-{suffix}",
         DRIFTLINE_TOPIC_PARTITIONS=2,
     )
-    assert all(": exists, 2 partitions" in line for line in ensure_topics(on_broker))
+    assert [(t.outcome, t.partitions) for t in ensure_topics(on_broker)] == [("existed", 2)] * 3
 
     # An address set in the environment is used as given, and named as such.
     result = subprocess.run(

@@ -15,9 +15,10 @@ from driftline.contracts import Channel
 from driftline.features import build_matrix
 from driftline.registry import ModelRegistry
 from driftline.settings import TrainingSettings
+from feature_repo.definitions import CUSTOMER_STATS_FILE, MERCHANT_STATS_FILE
 from feature_repo.store import FEATURE_SERVICE, apply, feature_store, materialize
 from producers.generator import MERCHANT_CATEGORIES
-from training.data import CUSTOMER_STATS_FILE, MERCHANT_STATS_FILE, generate
+from training.data import generate
 from training.dataset import load_transactions, training_set
 from training.train import run
 

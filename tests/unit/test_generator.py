@@ -1,4 +1,4 @@
-"""The synthetic world: determinism, the fraud mechanism, drift, leakage-free snapshots, bad events."""
+"""The synthetic world: determinism, the fraud mechanism, drift, bad events."""
 
 from __future__ import annotations
 
@@ -18,12 +18,9 @@ from producers.generator import (
     NIGHT_HOURS,
     YOUNG_ACCOUNT_DAYS,
     build_world,
-    customer_snapshots,
     event_stream,
     generate_transactions,
     invalid_events,
-    merchant_snapshots,
-    snapshot_times,
 )
 
 END = datetime(2026, 3, 1, 7, tzinfo=UTC)
@@ -120,84 +117,6 @@ def test_drift_changes_the_distribution(world, transactions):
 
     with pytest.raises(ValueError, match="unknown drift"):
         generate_transactions(world, START, END, 10, np.random.default_rng(0), drift="sideways")  # type: ignore[arg-type]
-
-
-def test_snapshot_times_are_daily_and_end_at_end():
-    days = snapshot_times(START, END)
-    assert days[-1] == pd.Timestamp(END) and days[0] == pd.Timestamp(START)
-    assert (np.diff(days.asi8) == 86_400 * 10**9).all()
-
-
-@pytest.mark.parametrize("snapshots", [customer_snapshots, merchant_snapshots])
-def test_snapshots_never_use_transactions_at_or_after_their_timestamp(world, transactions, snapshots):
-    days = snapshot_times(START, END)
-    full = snapshots(world, transactions, days)
-    for ts in days[[5, 17, 30]]:
-        # Rewriting the future (at or after ts) must leave the snapshot at ts untouched.
-        future = transactions["event_time"] >= ts
-        rewritten = transactions.copy()
-        rewritten.loc[future, "amount"] = 99_999.0
-        rewritten.loc[future, "is_fraud"] = 1
-        rewritten.loc[future, "hour_of_day"] = 2
-        past_only = transactions.loc[~future]
-        for variant in (rewritten, past_only):
-            again = snapshots(world, variant, days)
-            a = full[full["event_timestamp"] == ts].reset_index(drop=True)
-            b = again[again["event_timestamp"] == ts].reset_index(drop=True)
-            pd.testing.assert_frame_equal(a, b)
-
-
-def test_customer_snapshot_matches_brute_force(world, transactions):
-    days = snapshot_times(START, END)
-    snaps = customer_snapshots(world, transactions, days)
-    ts = days[25]
-    # A transaction exactly at the snapshot time is not part of it.
-    cid = transactions["customer_id"].iloc[100]
-    at_ts = transactions.iloc[[100]].assign(event_time=ts, event_id="at-ts", amount=5_000.0)
-    with_tie = pd.concat([transactions, at_ts]).sort_values("event_time", kind="stable")
-    snaps_tie = customer_snapshots(world, with_tie, days)
-    for frame in (snaps, snaps_tie):
-        row = frame[(frame["customer_id"] == cid) & (frame["event_timestamp"] == ts)].iloc[0]
-        mine = transactions[transactions["customer_id"] == cid]
-        w30 = mine[(mine["event_time"] >= ts - pd.Timedelta(days=30)) & (mine["event_time"] < ts)]
-        w7 = mine[(mine["event_time"] >= ts - pd.Timedelta(days=7)) & (mine["event_time"] < ts)]
-        assert row["txn_count_7d"] == len(w7)
-        assert row["avg_amount_30d"] == pytest.approx(w30["amount"].mean())
-        assert row["std_amount_30d"] == pytest.approx(w30["amount"].std(ddof=1))
-        assert row["night_txn_share_30d"] == pytest.approx((w30["hour_of_day"] < 6).mean())
-
-
-def test_merchant_snapshot_matches_brute_force(world, transactions):
-    days = snapshot_times(START, END)
-    snaps = merchant_snapshots(world, transactions, days)
-    assert len(snaps) == len(days) * world.n_merchants
-    ts = days[-1]
-    mid = transactions["merchant_id"].iloc[0]
-    row = snaps[(snaps["merchant_id"] == mid) & (snaps["event_timestamp"] == ts)].iloc[0]
-    mine = transactions[(transactions["merchant_id"] == mid) & (transactions["event_time"] < ts)]
-    assert row["fraud_rate_90d"] == pytest.approx(mine["is_fraud"].mean())
-    assert row["txn_count_7d"] == (mine["event_time"] >= ts - pd.Timedelta(days=7)).sum()
-    assert row["category"] == dict(zip(world.merchant_id, world.category, strict=True))[mid]
-    assert snaps["txn_count_7d"].dtype == np.int64
-
-
-def test_customer_snapshot_schema_and_accounts(world, transactions):
-    snaps = customer_snapshots(world, transactions, snapshot_times(START, END))
-    assert snaps.dtypes.to_dict() == {
-        "customer_id": np.dtype(object),
-        "event_timestamp": pd.DatetimeTZDtype("ns", "UTC"),
-        "created_timestamp": pd.DatetimeTZDtype("ns", "UTC"),
-        "txn_count_7d": np.dtype(np.int64),
-        "avg_amount_30d": np.dtype(np.float64),
-        "std_amount_30d": np.dtype(np.float64),
-        "account_age_days": np.dtype(np.int64),
-        "night_txn_share_30d": np.dtype(np.float64),
-    }
-    assert (snaps["account_age_days"] >= 0).all()
-    # Every transaction has a snapshot at or before it (accounts opened in the window get one at opening).
-    first = snaps.groupby("customer_id")["event_timestamp"].min()
-    tx_first = transactions.groupby("customer_id")["event_time"].min()
-    assert (first.reindex(tx_first.index) <= tx_first).all()
 
 
 def test_event_stream_yields_valid_events(world):

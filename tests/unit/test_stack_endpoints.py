@@ -172,6 +172,6 @@ def test_the_stack_writes_what_settings_read_and_down_removes_it(tmp_path: Path)
     settings = WorkerSettings(DRIFTLINE_HOME=str(tmp_path))
     assert settings.bootstrap_servers == "127.0.0.1:23001"
     assert settings.redis_url.get_secret_value() == "redis://127.0.0.1:23002/0"
-    assert list(down(stack)) == ["redis: not running", "broker: not running"]
+    assert [(s.name, s.state) for s in down(stack)] == [("redis", "not running"), ("broker", "not running")]
     assert not path.exists()
     assert KafkaSettings(DRIFTLINE_HOME=str(tmp_path)).kafka_source == "default"
