@@ -302,9 +302,7 @@ def pause_broker_past_send_timeout(
     served: World, env: dict[str, str], workers: list[WorkerProcess], seconds: float = 8.0
 ) -> str:
     """Freeze the broker for longer than the worker's send timeout: sends fail, are retried and held."""
-    served.broker.pause()
-    time.sleep(seconds)
-    served.broker.resume()
+    pause_broker(served, env, workers, seconds)
     time.sleep(3.0)
     page = workers[0].scrape()
     failed = metric_value(page, "driftline_output_send_failures_total")
