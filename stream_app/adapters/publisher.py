@@ -77,7 +77,12 @@ class Delivery:
 
 
 class Publisher:
-    """Sends outputs through the app's producer until the broker has acknowledged each one."""
+    """Sends outputs through the app's producer until the broker has acknowledged each one.
+
+    Straight to the producer of Faust's app rather than through ``Topic.send``: the per-message
+    channel machinery cost twice the rest of the batch in a profile, and driftline needs none of
+    it (no callbacks, no Faust models, acknowledgements awaited here).
+    """
 
     def __init__(
         self,
