@@ -3,7 +3,7 @@
 Pure: numpy and scipy.stats only. :class:`DriftMonitor` keeps the last ``window_size`` scored rows
 in a ring buffer (:meth:`~DriftMonitor.observe` is cheap and runs on the serving path) and
 :meth:`~DriftMonitor.evaluate` compares the window with the reference that training stored in
-``ModelMetadata.reference`` (see ``training/reference.py``), off the hot path.
+``ModelMetadata.reference`` (see ``drift/reference.py``), off the hot path.
 
 Per column:
 
@@ -52,6 +52,14 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from driftline.reference_types import (
+    CategoricalSketch,
+    CategoricalStratum,
+    ColumnSketch,
+    DriftReference,
+    NumericStratum,
+    StratumSketch,
+)
 from driftline.registry import FeatureSpec
 
 FloatArray = npt.NDArray[np.float64]
@@ -279,18 +287,23 @@ class _ColumnRef:
     tested: bool
 
 
-def _sample(sketch: Mapping[str, Any]) -> FloatArray | None:
-    values = sketch.get("sample")
+def _sample(sketch: ColumnSketch | StratumSketch) -> FloatArray | None:
+    values = None if isinstance(sketch, CategoricalSketch | CategoricalStratum) else sketch.sample
     if not values:
         return None  # a version-1 sketch: PSI only
     return round_significant(np.asarray(values, dtype=np.float64))
 
 
-def _proportions(sketch: Mapping[str, Any], levels: Sequence[str] | None) -> FloatArray:
+def _proportions(sketch: ColumnSketch | StratumSketch, levels: Sequence[str] | None) -> FloatArray:
+    # A sketch of the other kind than the spec (never written by drift.reference) reads as empty.
+    if isinstance(sketch, CategoricalSketch | CategoricalStratum):
+        shares: Mapping[str, float] = sketch.levels
+        proportions: Sequence[float] = []
+    else:
+        shares, proportions = {}, sketch.proportions
     if levels is not None:
-        shares = sketch.get("levels", {})
         return np.asarray([float(shares.get(level, 0.0)) for level in levels], dtype=np.float64)
-    return np.asarray(sketch.get("proportions", []), dtype=np.float64)
+    return np.asarray(proportions, dtype=np.float64)
 
 
 def _numeric_bins(edges: FloatArray) -> tuple[str, ...]:
@@ -305,17 +318,17 @@ def _numeric_bins(edges: FloatArray) -> tuple[str, ...]:
 def _column_ref(
     name: str,
     column: int,
-    sketch: Mapping[str, Any],
+    sketch: ColumnSketch,
     levels: Sequence[str] | None,
-    strata_sketches: Sequence[Mapping[str, Any]] | None,
+    strata_sketches: Sequence[StratumSketch] | None,
     tested: bool,
     reference_rows: int,
 ) -> _ColumnRef:
     kind: Literal["numeric", "categorical"] = "categorical" if levels is not None else "numeric"
-    edges = np.asarray(sketch.get("edges", []), dtype=np.float64)
+    edges = np.asarray([] if isinstance(sketch, CategoricalSketch) else sketch.edges, dtype=np.float64)
     strata: list[_StratumRef | None] = []
     for part in strata_sketches or []:
-        n = int(part.get("n", 0))
+        n = part.n
         strata.append(_StratumRef(_proportions(part, levels), _sample(part), n) if n > 0 else None)
     return _ColumnRef(
         name=name,
@@ -325,8 +338,8 @@ def _column_ref(
         bins=tuple(levels) if levels is not None else _numeric_bins(edges),
         proportions=_proportions(sketch, levels),
         sample=_sample(sketch),
-        missing_rate=float(sketch.get("missing_rate", 0.0)),
-        n=round(reference_rows * (1.0 - float(sketch.get("missing_rate", 0.0)))),
+        missing_rate=sketch.missing_rate,
+        n=round(reference_rows * (1.0 - sketch.missing_rate)),
         strata=tuple(strata),
         tested=tested,
     )
@@ -336,7 +349,8 @@ class DriftMonitor:
     """Ring buffer of the latest scored rows and drift tests of it against the model's reference.
 
     ``specs`` are the model's inputs in column order and ``reference`` its
-    ``ModelMetadata.reference``; columns without a reference sketch are not monitored.
+    ``ModelMetadata.reference``; columns without a reference sketch (all of them, when the
+    reference is None) are not monitored.
 
     ``observe`` runs per batch on the serving path: one slice copy into a preallocated buffer.
     ``evaluate`` runs from a timer, possibly in another thread: it copies the buffer under the
@@ -346,7 +360,7 @@ class DriftMonitor:
     def __init__(
         self,
         specs: Sequence[FeatureSpec],
-        reference: Mapping[str, Any],
+        reference: DriftReference | None,
         *,
         window_size: int = 2_000,
         alpha: float = 0.01,
@@ -364,15 +378,17 @@ class DriftMonitor:
         self._n_features = len(specs)
         names = [s.name for s in specs]
 
-        strata = reference.get("strata") or {}
-        clock = strata.get("feature")
+        strata = reference.strata if reference is not None else None
+        clock = strata.feature if strata is not None else None
         self._stratum_column = names.index(clock) if clock in names else None
-        self._stratum_edges = np.asarray(strata.get("edges", []), dtype=np.float64)
+        self._stratum_edges = np.asarray(strata.edges if strata is not None else [], dtype=np.float64)
         self._n_strata = len(self._stratum_edges) + 1 if self._stratum_column is not None else 0
-        by_feature: Mapping[str, Any] = strata.get("features", {}) if self._stratum_column is not None else {}
+        by_feature: Mapping[str, Sequence[StratumSketch]] = (
+            strata.features if strata is not None and self._stratum_column is not None else {}
+        )
 
-        sketches: Mapping[str, Any] = reference.get("features", {})
-        rows = int(reference.get("n", 0))
+        sketches: Mapping[str, ColumnSketch] = reference.features if reference is not None else {}
+        rows = reference.n if reference is not None else 0
         self._columns: list[_ColumnRef] = []
         for j, spec in enumerate(specs):
             sketch = sketches.get(spec.name)
@@ -382,10 +398,12 @@ class DriftMonitor:
             self._columns.append(
                 _column_ref(spec.name, j, sketch, levels, by_feature.get(spec.name), j != self._stratum_column, rows)
             )
-        score_sketch = reference.get("score")
+        score_sketch = reference.score if reference is not None else None
         self._score: _ColumnRef | None = None
-        if score_sketch:
-            score_strata = strata.get("score") if self._stratum_column is not None else None
+        if score_sketch is not None:
+            score_strata: Sequence[NumericStratum] | None = (
+                strata.score if strata is not None and self._stratum_column is not None else None
+            )
             self._score = _column_ref(SCORE, len(specs), score_sketch, None, score_strata, True, rows)
 
         # Columns: the features in FeatureSpec order, then the score.

@@ -18,18 +18,28 @@ Version 2 adds, for the KS test of ``drift.monitor``:
   ``missing_rate`` and, numeric, a ``sample`` of up to ``STRATUM_SAMPLE_SIZE`` values.
 
 Readers treat a sketch without ``sample`` (version 1) as PSI-only, and a reference without
-``strata`` as unstratified.
+``strata`` as unstratified. The records themselves (``DriftReference`` and its sketches) are typed
+in ``driftline.reference_types``, so the registry validates them without importing ``drift``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from drift.monitor import SAMPLE_DIGITS, round_significant
+from driftline.reference_types import (
+    CategoricalSketch,
+    CategoricalStratum,
+    ColumnSketch,
+    DriftReference,
+    NumericSketch,
+    NumericStratum,
+    Strata,
+    StratumSketch,
+)
 from driftline.registry import FeatureSpec
 
 SKETCH_VERSION = 2
@@ -56,87 +66,89 @@ def reference_sample(present: npt.NDArray[np.float64], size: int, seed: int) -> 
     return [float(v) for v in round_significant(present[order], SAMPLE_DIGITS)]
 
 
-def numeric_sketch(values: npt.NDArray[np.float64], seed: int = 0) -> dict[str, Any]:
+def numeric_sketch(values: npt.NDArray[np.float64], seed: int = 0) -> NumericSketch:
     """Decile cut points, the share of values per bin, the missing rate and a reference sample."""
     values = np.asarray(values, dtype=np.float64)
     present = values[~np.isnan(values)]
     missing_rate = float(1.0 - len(present) / len(values)) if len(values) else 0.0
     if len(present) == 0:
-        return {"kind": "numeric", "edges": [], "proportions": [], "missing_rate": missing_rate, "sample": []}
+        return NumericSketch(edges=[], proportions=[], missing_rate=missing_rate, sample=[])
     # "higher" keeps edges on observed values, so a discrete feature's levels get their own bins.
     edges = np.unique(np.quantile(present, _DECILES, method="higher"))
     counts = np.bincount(bin_index(edges.tolist(), present), minlength=len(edges) + 1)
-    return {
-        "kind": "numeric",
-        "edges": [float(e) for e in edges],
-        "proportions": [float(c) for c in counts / len(present)],
-        "missing_rate": missing_rate,
-        "sample": reference_sample(present, SAMPLE_SIZE, seed),
-    }
+    return NumericSketch(
+        edges=[float(e) for e in edges],
+        proportions=[float(c) for c in counts / len(present)],
+        missing_rate=missing_rate,
+        sample=reference_sample(present, SAMPLE_SIZE, seed),
+    )
 
 
-def _numeric_stratum(values: npt.NDArray[np.float64], edges: Sequence[float], seed: int) -> dict[str, Any]:
+def _numeric_stratum(values: npt.NDArray[np.float64], edges: Sequence[float], seed: int) -> NumericStratum:
     present = values[~np.isnan(values)]
     counts = np.bincount(bin_index(edges, present), minlength=len(edges) + 1) if len(edges) else np.zeros(0)
-    return {
-        "n": len(present),
-        "proportions": [float(c) for c in counts / max(len(present), 1)],
-        "missing_rate": float(1.0 - len(present) / len(values)) if len(values) else 0.0,
-        "sample": reference_sample(present, STRATUM_SAMPLE_SIZE, seed),
-    }
+    return NumericStratum(
+        n=len(present),
+        proportions=[float(c) for c in counts / max(len(present), 1)],
+        missing_rate=float(1.0 - len(present) / len(values)) if len(values) else 0.0,
+        sample=reference_sample(present, STRATUM_SAMPLE_SIZE, seed),
+    )
 
 
-def categorical_sketch(codes: npt.NDArray[np.float64], categories: Sequence[str]) -> dict[str, Any]:
+def categorical_sketch(codes: npt.NDArray[np.float64], categories: Sequence[str]) -> CategoricalSketch:
     """Share of each level (codes are indices in ``categories``) and the missing rate."""
     codes = np.asarray(codes, dtype=np.float64)
     present = codes[~np.isnan(codes)].astype(np.int64)
     missing_rate = float(1.0 - len(present) / len(codes)) if len(codes) else 0.0
     counts = np.bincount(present, minlength=len(categories))[: len(categories)]
     total = max(len(present), 1)
-    return {
-        "kind": "categorical",
-        "levels": {level: float(counts[i] / total) for i, level in enumerate(categories)},
-        "missing_rate": missing_rate,
-    }
+    return CategoricalSketch(
+        levels={level: float(counts[i] / total) for i, level in enumerate(categories)},
+        missing_rate=missing_rate,
+    )
 
 
 def _strata(
     specs: Sequence[FeatureSpec],
     matrix: npt.NDArray[np.float64],
     scores: npt.NDArray[np.float64],
-    features: dict[str, Any],
-    score_sketch: dict[str, Any],
+    features: dict[str, ColumnSketch],
+    score_sketch: NumericSketch,
     seed: int,
-) -> dict[str, Any] | None:
+) -> Strata | None:
     names = [s.name for s in specs]
     if STRATUM_FEATURE not in names:
         return None
     clock = matrix[:, names.index(STRATUM_FEATURE)]
     stratum = np.searchsorted(np.asarray(STRATUM_EDGES), np.nan_to_num(clock, nan=-np.inf), side="right")
     n_strata = len(STRATUM_EDGES) + 1
-    by_feature: dict[str, list[dict[str, Any]]] = {}
+    by_feature: dict[str, list[StratumSketch]] = {}
     for j, spec in enumerate(specs):
-        parts = []
+        parts: list[StratumSketch] = []
         for k in range(n_strata):
             column = matrix[stratum == k, j]
-            if spec.kind == "categorical":
-                part = {"n": int(np.sum(~np.isnan(column))), **categorical_sketch(column, spec.categories or [])}
-                del part["kind"]
+            sketch = features[spec.name]
+            if isinstance(sketch, CategoricalSketch):
+                levels = categorical_sketch(column, spec.categories or [])
+                parts.append(
+                    CategoricalStratum(
+                        n=int(np.sum(~np.isnan(column))), levels=levels.levels, missing_rate=levels.missing_rate
+                    )
+                )
             else:
-                part = _numeric_stratum(column, features[spec.name]["edges"], seed + 1 + j * n_strata + k)
-            parts.append(part)
+                parts.append(_numeric_stratum(column, sketch.edges, seed + 1 + j * n_strata + k))
         by_feature[spec.name] = parts
     score_parts = [
-        _numeric_stratum(scores[stratum == k], score_sketch["edges"], seed + 1 + len(specs) * n_strata + k)
+        _numeric_stratum(scores[stratum == k], score_sketch.edges, seed + 1 + len(specs) * n_strata + k)
         for k in range(n_strata)
     ]
-    return {
-        "feature": STRATUM_FEATURE,
-        "edges": list(STRATUM_EDGES),
-        "share": [float(np.mean(stratum == k)) for k in range(n_strata)],
-        "features": by_feature,
-        "score": score_parts,
-    }
+    return Strata(
+        feature=STRATUM_FEATURE,
+        edges=list(STRATUM_EDGES),
+        share=[float(np.mean(stratum == k)) for k in range(n_strata)],
+        features=by_feature,
+        score=score_parts,
+    )
 
 
 def build_reference(
@@ -144,7 +156,7 @@ def build_reference(
     matrix: npt.NDArray[np.float64],
     scores: npt.NDArray[np.float64],
     seed: int = 0,
-) -> dict[str, Any]:
+) -> DriftReference:
     """Sketch every column of the encoded ``matrix`` (FeatureSpec order) and the scores.
 
     ``seed`` fixes the reference samples, so retraining on the same data gives the same metadata.
@@ -152,20 +164,17 @@ def build_reference(
     if matrix.shape[1] != len(specs):
         raise ValueError(f"matrix has {matrix.shape[1]} columns for {len(specs)} features")
     scores = np.asarray(scores, dtype=np.float64)
-    features: dict[str, Any] = {}
+    features: dict[str, ColumnSketch] = {}
     for j, spec in enumerate(specs):
         if spec.kind == "categorical":
             features[spec.name] = categorical_sketch(matrix[:, j], spec.categories or [])
         else:
             features[spec.name] = numeric_sketch(matrix[:, j], seed=seed + j)
     score = numeric_sketch(scores, seed=seed + len(specs))
-    reference: dict[str, Any] = {
-        "version": SKETCH_VERSION,
-        "n": int(matrix.shape[0]),
-        "features": features,
-        "score": score,
-    }
-    strata = _strata(specs, matrix, scores, features, score, seed)
-    if strata is not None:
-        reference["strata"] = strata
-    return reference
+    return DriftReference(
+        version=SKETCH_VERSION,
+        n=int(matrix.shape[0]),
+        features=features,
+        score=score,
+        strata=_strata(specs, matrix, scores, features, score, seed),
+    )

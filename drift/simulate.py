@@ -175,10 +175,11 @@ def run(
     started = time.perf_counter()
     meta = model.metadata
     reference = meta.reference
-    strata = reference.get("strata", {}).get("feature")
+    strata = reference.strata if reference is not None else None
     yield (
-        f"model {meta.name} {meta.version}: reference sketch v{reference.get('version', '?')} "
-        f"(n={reference.get('n', 0)}; " + (f"strata by {strata})" if strata else "no time-of-day strata)")
+        f"model {meta.name} {meta.version}: reference sketch v{reference.version if reference else '?'} "
+        f"(n={reference.n if reference else 0}; "
+        + (f"strata by {strata.feature})" if strata else "no time-of-day strata)")
     )
     store_rows, stamps = online.values, online.view_timestamps
 
@@ -220,8 +221,8 @@ def run(
         "config": {**asdict(config), "start": start.isoformat(), "version": meta.version},
         "drift_start_event": config.stationary,
         "strata": {
-            "feature": strata,
-            "edges": reference.get("strata", {}).get("edges", []),
+            "feature": strata.feature if strata else None,
+            "edges": list(strata.edges) if strata else [],
         },
         "score_column": SCORE,
         "timing": {

@@ -22,9 +22,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from driftline.errors import ChecksumMismatchError, ModelLoadError
+from driftline.reference_types import DriftReference
 
 ARTIFACT_FILE = "model.pkl"
 METADATA_FILE = "metadata.json"
@@ -75,9 +76,15 @@ class ModelMetadata(BaseModel):
     metrics: dict[str, float] = Field(description="Held-out evaluation: roc_auc, pr_auc, brier, ...")
     library_versions: dict[str, str]
     artifact_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    reference: dict[str, Any] = Field(
-        default_factory=dict, description="Reference sketches of inputs and score, for drift monitoring."
+    reference: DriftReference | None = Field(
+        default=None, description="Reference sketches of inputs and score, for drift monitoring."
     )
+
+    @field_validator("reference", mode="before")
+    @classmethod
+    def _empty_reference_is_none(cls, value: object) -> object:
+        # Metadata written before the reference was typed stored "no reference" as {}.
+        return None if value == {} else value
 
     @property
     def feature_refs(self) -> list[str]:

@@ -91,7 +91,7 @@ def test_trained_model_is_registered_and_useful(settings, trained):
         *(f"merchant_stats__{f}" for f in MERCHANT_FEATURES),
     ]
     assert meta.feature_views == ["customer_stats", "merchant_stats"]
-    assert set(meta.reference["features"]) == {f.name for f in meta.features}
+    assert set(meta.reference.features) == {f.name for f in meta.features}
     assert any("roc_auc" in line for line in trained)
 
 

@@ -19,6 +19,7 @@ from drift.monitor import (
     round_significant,
 )
 from drift.reference import SAMPLE_SIZE, build_reference, numeric_sketch
+from driftline.reference_types import DriftReference
 from driftline.registry import FeatureSpec
 
 SPECS = [
@@ -43,7 +44,7 @@ def draw(rng: np.random.Generator, n: int, amount_scale: float = 1.0) -> tuple[n
 
 
 @pytest.fixture(scope="module")
-def reference() -> dict:
+def reference() -> DriftReference:
     matrix, score = draw(np.random.default_rng(1), 40_000)
     return build_reference(SPECS, matrix, score, seed=3)
 
@@ -103,13 +104,13 @@ def test_chi2_against_reference_approximates_the_homogeneity_test() -> None:
     )
 
 
-def test_ks_in_the_monitor_is_scipys_two_sample_test(reference: dict) -> None:
-    monitor = DriftMonitor(SPECS[:2], {"n": 40_000, "features": {"amount": reference["features"]["amount"]}},
-                           window_size=500, min_events=10)
+def test_ks_in_the_monitor_is_scipys_two_sample_test(reference: DriftReference) -> None:
+    only_amount = DriftReference(version=2, n=40_000, features={"amount": reference.features["amount"]})
+    monitor = DriftMonitor(SPECS[:2], only_amount, window_size=500, min_events=10)
     values = np.random.default_rng(5).lognormal(3.0, 0.5, 500)
     monitor.observe(np.column_stack([values, np.zeros(500)]), np.zeros(500))
     column = monitor.evaluate().features[0]
-    expected = stats.ks_2samp(round_significant(values), np.asarray(reference["features"]["amount"]["sample"]))
+    expected = stats.ks_2samp(round_significant(values), np.asarray(reference.features["amount"].sample))
     assert column.statistic_name == "ks"
     assert column.statistic == pytest.approx(expected.statistic)
     assert column.p_value == pytest.approx(expected.pvalue)
@@ -140,24 +141,26 @@ def test_reference_sample_is_bounded_seeded_and_excludes_missing() -> None:
     values = np.random.default_rng(0).normal(size=5_000)
     values[:100] = np.nan
     sketch = numeric_sketch(values, seed=4)
-    assert len(sketch["sample"]) == SAMPLE_SIZE
-    assert not any(math.isnan(v) for v in sketch["sample"])
-    assert numeric_sketch(values, seed=4)["sample"] == sketch["sample"]
-    assert sketch["missing_rate"] == pytest.approx(0.02)
-    json.dumps(sketch)
+    assert len(sketch.sample) == SAMPLE_SIZE
+    assert not any(math.isnan(v) for v in sketch.sample)
+    assert numeric_sketch(values, seed=4).sample == sketch.sample
+    assert sketch.missing_rate == pytest.approx(0.02)
+    json.dumps(sketch.model_dump())
 
 
-def test_reference_has_time_of_day_strata(reference: dict) -> None:
-    strata = reference["strata"]
-    assert strata["feature"] == "hour_of_day" and strata["edges"] == [6.0, 12.0, 18.0]
-    assert sum(strata["share"]) == pytest.approx(1.0)
-    assert len(strata["features"]["amount"]) == 4 and len(strata["score"]) == 4
-    assert reference["version"] == 2
+def test_reference_has_time_of_day_strata(reference: DriftReference) -> None:
+    strata = reference.strata
+    assert strata.feature == "hour_of_day" and strata.edges == [6.0, 12.0, 18.0]
+    assert sum(strata.share) == pytest.approx(1.0)
+    assert len(strata.features["amount"]) == 4 and len(strata.score) == 4
+    assert reference.version == 2
 
 
-def test_version_1_sketch_computes_psi_but_skips_ks(reference: dict) -> None:
-    old = {"n": 40_000, "features": {k: {kk: vv for kk, vv in v.items() if kk != "sample"}
-                                     for k, v in reference["features"].items()}}
+def test_version_1_sketch_computes_psi_but_skips_ks(reference: DriftReference) -> None:
+    old = DriftReference.model_validate(
+        {"version": 1, "n": 40_000, "features": {k: {kk: vv for kk, vv in v.model_dump().items() if kk != "sample"}
+                                                 for k, v in reference.features.items()}}
+    )
     monitor = DriftMonitor(SPECS, old, window_size=2_000, min_events=100)
     matrix, score = draw(np.random.default_rng(9), 2_000)
     monitor.observe(matrix, score)
@@ -172,7 +175,7 @@ def test_version_1_sketch_computes_psi_but_skips_ks(reference: dict) -> None:
 # --- the monitor ------------------------------------------------------------------------------------
 
 
-def test_stationary_stream_false_alarm_rate_is_about_alpha(reference: dict) -> None:
+def test_stationary_stream_false_alarm_rate_is_about_alpha(reference: DriftReference) -> None:
     alpha = 0.05
     monitor = DriftMonitor(SPECS, reference, window_size=1_000, alpha=alpha, min_events=1_000)
     rng = np.random.default_rng(2024)
@@ -201,7 +204,7 @@ def test_stationary_stream_false_alarm_rate_is_about_alpha(reference: dict) -> N
     assert alarms == 7, alarms
 
 
-def test_time_of_day_is_context_not_drift(reference: dict) -> None:
+def test_time_of_day_is_context_not_drift(reference: DriftReference) -> None:
     # A window of night traffic only: hours, amounts, channel and score all differ from the
     # day-dominated whole, but not from the night part of the reference.
     monitor = DriftMonitor(SPECS, reference, window_size=2_000, alpha=0.01, min_events=500)
@@ -216,7 +219,7 @@ def test_time_of_day_is_context_not_drift(reference: dict) -> None:
     assert not hour.tested and hour.p_value is None and hour.psi is not None
 
 
-def test_shifted_feature_is_flagged(reference: dict) -> None:
+def test_shifted_feature_is_flagged(reference: DriftReference) -> None:
     monitor = DriftMonitor(SPECS, reference, window_size=2_000, alpha=0.01, min_events=1_000, min_psi=0.1)
     matrix, score = draw(np.random.default_rng(3), 2_000, amount_scale=1.5)
     monitor.observe(matrix, score)
@@ -227,7 +230,7 @@ def test_shifted_feature_is_flagged(reference: dict) -> None:
     assert amount.p_value is not None and amount.p_value < 1e-6 and amount.psi is not None and amount.psi > 0.1
 
 
-def test_no_flags_before_min_events(reference: dict) -> None:
+def test_no_flags_before_min_events(reference: DriftReference) -> None:
     monitor = DriftMonitor(SPECS, reference, window_size=2_000, alpha=0.01, min_events=1_000)
     matrix, score = draw(np.random.default_rng(3), 999, amount_scale=3.0)
     monitor.observe(matrix, score)
@@ -236,7 +239,7 @@ def test_no_flags_before_min_events(reference: dict) -> None:
     assert report.features[0].p_value is not None and report.features[0].p_value < 1e-6
 
 
-def test_min_psi_floor_keeps_tiny_significant_shifts_quiet(reference: dict) -> None:
+def test_min_psi_floor_keeps_tiny_significant_shifts_quiet(reference: DriftReference) -> None:
     matrix, score = draw(np.random.default_rng(8), 20_000, amount_scale=1.04)
     loud = DriftMonitor(SPECS, reference, window_size=20_000, alpha=0.01, min_events=1_000)
     quiet = DriftMonitor(SPECS, reference, window_size=20_000, alpha=0.01, min_events=1_000, min_psi=0.1)
@@ -246,7 +249,7 @@ def test_min_psi_floor_keeps_tiny_significant_shifts_quiet(reference: dict) -> N
     assert not quiet.evaluate().any_flagged
 
 
-def test_missing_values_stay_out_of_bins_and_tests(reference: dict) -> None:
+def test_missing_values_stay_out_of_bins_and_tests(reference: DriftReference) -> None:
     monitor = DriftMonitor(SPECS, reference, window_size=1_000, min_events=10)
     matrix, score = draw(np.random.default_rng(4), 1_000)
     matrix[:300, 3] = np.nan  # 30% missing store values
@@ -263,7 +266,7 @@ def test_missing_values_stay_out_of_bins_and_tests(reference: dict) -> None:
 
 
 def test_batch_bigger_than_window_keeps_the_newest_rows() -> None:
-    monitor = DriftMonitor(SPECS[:1], {}, window_size=5, min_events=1)
+    monitor = DriftMonitor(SPECS[:1], None, window_size=5, min_events=1)
     monitor.observe(np.arange(3, dtype=float).reshape(-1, 1), np.zeros(3))
     monitor.observe(np.arange(100, 112, dtype=float).reshape(-1, 1), np.arange(12, dtype=float))
     assert monitor.events_seen == 15 and monitor.window_events == 5
@@ -276,14 +279,14 @@ def test_batch_bigger_than_window_keeps_the_newest_rows() -> None:
 
 
 def test_observe_rejects_mismatched_shapes() -> None:
-    monitor = DriftMonitor(SPECS, {}, window_size=10)
+    monitor = DriftMonitor(SPECS, None, window_size=10)
     with pytest.raises(ValueError, match="4 columns"):
         monitor.observe(np.zeros((2, 3)), np.zeros(2))
     with pytest.raises(ValueError, match="2 rows but 3 scores"):
         monitor.observe(np.zeros((2, 4)), np.zeros(3))
 
 
-def test_report_is_frozen_and_json_ready(reference: dict) -> None:
+def test_report_is_frozen_and_json_ready(reference: DriftReference) -> None:
     monitor = DriftMonitor(SPECS, reference, window_size=1_000, min_events=10)
     matrix, score = draw(np.random.default_rng(6), 1_000)
     monitor.observe(matrix, score)
@@ -295,7 +298,7 @@ def test_report_is_frozen_and_json_ready(reference: dict) -> None:
         report.alpha = 0.5  # type: ignore[misc]
 
 
-def test_evaluate_runs_safely_beside_observe(reference: dict) -> None:
+def test_evaluate_runs_safely_beside_observe(reference: DriftReference) -> None:
     monitor = DriftMonitor(SPECS, reference, window_size=2_000, min_events=10)
     matrix, score = draw(np.random.default_rng(7), 200)
     stop = threading.Event()

@@ -44,24 +44,24 @@ def test_one_class_and_shape_mismatch_are_refused():
 def test_numeric_sketch_deciles_and_missing_rate():
     values = np.concatenate([np.arange(1000, dtype=float), [np.nan] * 250])
     sketch = numeric_sketch(values)
-    assert sketch["kind"] == "numeric"
-    assert len(sketch["edges"]) == 9
-    assert sketch["missing_rate"] == pytest.approx(0.2)
-    assert sum(sketch["proportions"]) == pytest.approx(1.0)
-    assert sketch["proportions"] == pytest.approx([0.1] * 10, abs=0.002)
+    assert sketch.kind == "numeric"
+    assert len(sketch.edges) == 9
+    assert sketch.missing_rate == pytest.approx(0.2)
+    assert sum(sketch.proportions) == pytest.approx(1.0)
+    assert sketch.proportions == pytest.approx([0.1] * 10, abs=0.002)
 
 
 def test_numeric_sketch_of_a_discrete_feature_dedups_edges():
     sketch = numeric_sketch(np.array([0.0] * 90 + [1.0] * 10))
-    assert sketch["edges"] == [0.0, 1.0]
-    assert sketch["proportions"] == pytest.approx([0.0, 0.9, 0.1])
-    counts = np.bincount(bin_index(sketch["edges"], np.array([0.0] * 90 + [1.0] * 10)))
-    assert list(counts / 100) == pytest.approx(sketch["proportions"][: len(counts)])
+    assert sketch.edges == [0.0, 1.0]
+    assert sketch.proportions == pytest.approx([0.0, 0.9, 0.1])
+    counts = np.bincount(bin_index(sketch.edges, np.array([0.0] * 90 + [1.0] * 10)))
+    assert list(counts / 100) == pytest.approx(sketch.proportions[: len(counts)])
 
 
 def test_categorical_sketch():
     sketch = categorical_sketch(np.array([0, 0, 1, np.nan]), ["online", "pos", "atm"])
-    assert sketch == {
+    assert sketch.model_dump() == {
         "kind": "categorical",
         "levels": {"online": pytest.approx(2 / 3), "pos": pytest.approx(1 / 3), "atm": 0.0},
         "missing_rate": 0.25,
@@ -75,8 +75,8 @@ def test_build_reference_covers_every_feature_and_the_score():
     ]
     matrix = np.column_stack([np.linspace(1, 100, 50), np.tile([0.0, 1.0], 25)])
     reference = build_reference(specs, matrix, np.linspace(0, 1, 50))
-    assert set(reference["features"]) == {"amount", "channel"}
-    assert reference["n"] == 50
-    assert reference["score"]["kind"] == "numeric"
+    assert set(reference.features) == {"amount", "channel"}
+    assert reference.n == 50
+    assert reference.score.kind == "numeric"
     with pytest.raises(ValueError, match="columns"):
         build_reference(specs[:1], matrix, np.zeros(50))

@@ -10,6 +10,7 @@ import pytest
 from sklearn.dummy import DummyClassifier
 
 from driftline.errors import ChecksumMismatchError, ModelLoadError
+from driftline.reference_types import DriftReference
 from driftline.registry import (
     ARTIFACT_FILE,
     METADATA_FILE,
@@ -41,7 +42,7 @@ def _metadata(version: str = "20260101T000000Z") -> ModelMetadata:
         metrics={"roc_auc": 0.9},
         library_versions={"scikit-learn": "1.9"},
         artifact_sha256="0" * 64,
-        reference={"version": 1},
+        reference=DriftReference(version=1, n=0, features={}),
     )
 
 
