@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import UTC, datetime, timedelta
 
 import pytest
+
+#: The small seeded world of the generator and feature tests spans these 40 days.
+WORLD_END = datetime(2026, 3, 1, 7, tzinfo=UTC)
+WORLD_START = WORLD_END - timedelta(days=40)
 
 
 def require_binary(name: str) -> str:

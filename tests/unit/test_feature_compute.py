@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 
 import numpy as np
 import pandas as pd
@@ -16,21 +16,9 @@ from feature_repo.compute import (
     merchant_snapshots,
     snapshot_times,
 )
-from producers.generator import build_world, generate_transactions
+from tests.support import WORLD_END as END
+from tests.support import WORLD_START as START
 from training.data import feature_entities
-
-END = datetime(2026, 3, 1, 7, tzinfo=UTC)
-START = END - timedelta(days=40)
-
-
-@pytest.fixture(scope="module")
-def world():
-    return build_world(seed=11, n_customers=600, n_merchants=80, anchor=END)
-
-
-@pytest.fixture(scope="module")
-def transactions(world):
-    return generate_transactions(world, START, END, 20_000, np.random.default_rng(3))
 
 
 @pytest.fixture(scope="module")

@@ -22,19 +22,8 @@ from producers.generator import (
     generate_transactions,
     invalid_events,
 )
-
-END = datetime(2026, 3, 1, 7, tzinfo=UTC)
-START = END - timedelta(days=40)
-
-
-@pytest.fixture(scope="module")
-def world():
-    return build_world(seed=11, n_customers=600, n_merchants=80, anchor=END)
-
-
-@pytest.fixture(scope="module")
-def transactions(world):
-    return generate_transactions(world, START, END, 20_000, np.random.default_rng(3))
+from tests.support import WORLD_END as END
+from tests.support import WORLD_START as START
 
 
 def test_world_ids_and_traits(world):
