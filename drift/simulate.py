@@ -161,6 +161,45 @@ def final_lines(evaluation: dict[str, Any]) -> Iterator[str]:
         )
 
 
+@dataclass(frozen=True)
+class SimulationResult:
+    """A finished simulation: the run record (as written to ``out``) and what the summary adds to it."""
+
+    record: dict[str, Any]  # model, config, strata, timing and every evaluation: ``driftline drift report`` reads it
+    reference_version: int | None
+    reference_n: int
+    strata_feature: str | None
+    fraud_rate: tuple[float, float]  # stationary, drifted
+    mean_score: tuple[float, float]  # stationary, drifted
+    total_s: float
+    out: Path | None
+
+
+def render(result: SimulationResult) -> Iterator[str]:
+    """The printed summary of a simulation: reference, false alarms, delays, final evaluation, cost."""
+    record = result.record
+    model = record["model"]
+    strata = f"strata by {result.strata_feature})" if result.strata_feature else "no time-of-day strata)"
+    version = "?" if result.reference_version is None else result.reference_version
+    yield f"model {model['name']} {model['version']}: reference sketch v{version} (n={result.reference_n}; " + strata
+    yield from summarize(record)
+    yield (
+        f"fraud rate / mean score: stationary {result.fraud_rate[0]:.2%} / {result.mean_score[0]:.2%}, "
+        f"drifted {result.fraud_rate[1]:.2%} / {result.mean_score[1]:.2%}"
+    )
+    timing = record["timing"]
+    yield (
+        f"cost: observe {_fmt(timing['observe_ms_per_batch'], '.3f')} ms per batch of {record['config']['batch']}, "
+        f"evaluate {_fmt(timing['evaluate_ms'], '.1f')} ms; total {result.total_s:.1f}s"
+    )
+    if result.out is not None:
+        yield f"evaluations -> {result.out}"
+
+
+def _mean(values: npt.NDArray[Any]) -> float:
+    return float(values.mean()) if len(values) else float("nan")
+
+
 def run(
     model: LoadedModel,
     events: Sequence[Mapping[str, Any]],
@@ -170,17 +209,12 @@ def run(
     start: datetime,
     score: Score,
     out: Path | None,
-) -> Iterator[str]:
-    """Monitor ``events`` (with their store values ``online``), print the summary, write every evaluation to ``out``."""
+) -> SimulationResult:
+    """Monitor ``events`` (with their store values ``online``), write every evaluation to ``out``, return the run."""
     started = time.perf_counter()
     meta = model.metadata
     reference = meta.reference
     strata = reference.strata if reference is not None else None
-    yield (
-        f"model {meta.name} {meta.version}: reference sketch v{reference.version if reference else '?'} "
-        f"(n={reference.n if reference else 0}; "
-        + (f"strata by {strata.feature})" if strata else "no time-of-day strata)")
-    )
     store_rows, stamps = online.values, online.view_timestamps
 
     monitor = DriftMonitor(
@@ -231,18 +265,18 @@ def run(
         },
         "evaluations": evaluations,
     }
-    yield from summarize(record)
-    y, s = np.asarray(labels), np.asarray(scores_all)
+    y, s = np.asarray(labels, dtype=np.float64), np.asarray(scores_all, dtype=np.float64)
     cut = config.stationary
-    yield (
-        f"fraud rate / mean score: stationary {y[:cut].mean():.2%} / {s[:cut].mean():.2%}, "
-        f"drifted {y[cut:].mean():.2%} / {s[cut:].mean():.2%}"
-    )
-    yield (
-        f"cost: observe {record['timing']['observe_ms_per_batch']:.3f} ms per batch of {config.batch}, "
-        f"evaluate {record['timing']['evaluate_ms']:.1f} ms; total {time.perf_counter() - started:.1f}s"
-    )
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record, indent=1), encoding="utf-8")
-        yield f"evaluations -> {out}"
+    return SimulationResult(
+        record=record,
+        reference_version=reference.version if reference is not None else None,
+        reference_n=reference.n if reference is not None else 0,
+        strata_feature=strata.feature if strata else None,
+        fraud_rate=(_mean(y[:cut]), _mean(y[cut:])),
+        mean_score=(_mean(s[:cut]), _mean(s[cut:])),
+        total_s=time.perf_counter() - started,
+        out=out,
+    )

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -21,9 +22,13 @@ if TYPE_CHECKING:
 
     from driftline.settings import KafkaSettings, ModelSettings, RedisSettings
     from driftline_tools.scenarios import ScenarioResult
+    from driftline_tools.simulation import DriftSimulation
     from driftline_tools.stack import ServiceStatus
+    from feature_repo.store import ApplyResult, MaterializeResult
     from producers.admin import TopicOutcome
     from producers.deadletters import DeadLetterReport, ReplayResult
+    from training.data import GenerateResult
+    from training.train import TrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +88,26 @@ def _echo_json(data: object) -> None:
     from pydantic_core import to_json
 
     typer.echo(to_json(data, indent=2).decode())
+
+
+@contextmanager
+def _progress(description: str) -> Iterator[None]:
+    """A spinner with the elapsed time on stderr while a long job runs; nothing unless stderr is a terminal.
+
+    Logs and CI output stay clean: a pipe or file sees only the job's own log lines and result.
+    """
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        progress.add_task(description, total=None)
+        yield
 
 
 def _table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:
@@ -204,6 +229,71 @@ def scenarios_table(results: Sequence[ScenarioResult]) -> Table:
     return table
 
 
+def generate_renderables(result: GenerateResult) -> list[RenderableType]:
+    """The world and history of ``driftline data generate``, then one row per file written."""
+    from rich.text import Text
+
+    world = Text(
+        f"world: seed {result.seed}, {result.n_customers} customers, {result.n_merchants} merchants; "
+        f"history {result.history_start.isoformat()} .. {result.history_end.isoformat()}; "
+        f"fraud rate {result.fraud_rate:.2%}"
+    )
+    table = _table(None, ["file", "rows", "path"], [[f.name, f.rows, f.path] for f in result.files])
+    table.columns[1].justify = "right"
+    return [world, table]
+
+
+def apply_renderables(result: ApplyResult) -> list[RenderableType]:
+    """The Feast project and registry of ``driftline feast apply``, then one row per object applied."""
+    from rich.text import Text
+
+    header = Text(f"Feast project {result.project} (registry {result.registry}): applied {len(result.objects)} objects")
+    return [header, _table(None, ["kind", "name"], [[o.kind, o.name] for o in result.objects])]
+
+
+def materialize_lines(result: MaterializeResult) -> list[str]:
+    """What ``driftline feast materialize`` loaded, and over which window."""
+    return [
+        f"Feast project {result.project}: materialized {', '.join(result.views)}",
+        f"window: {result.start.isoformat()} .. {result.end.isoformat()} into the Redis online store",
+    ]
+
+
+def train_renderables(result: TrainResult) -> list[RenderableType]:
+    """The model registered by ``driftline train``, its data, durations and held-out metrics."""
+    from rich.text import Text
+
+    production = " (production)" if result.promoted else ""
+    start, end = result.train_window
+    lines = Text(
+        "\n".join(
+            [
+                f"model {result.model} {result.version}{production} -> {result.path}",
+                f"training set: {result.train_rows + result.test_rows} rows, {result.features} features "
+                f"from {result.feature_service}",
+                f"train {result.train_rows} rows ({start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M}), "
+                f"test {result.test_rows} rows from {result.test_start:%Y-%m-%d %H:%M}",
+                f"join {result.join_s:.1f}s, fit {result.fit_s:.1f}s, total {result.total_s:.1f}s",
+                f"held-out metrics (decision threshold {result.threshold:g}):",
+            ]
+        )
+    )
+    metrics = _table(
+        None,
+        ["metric", "value"],
+        [[name, f"{value:.4f}"] for name, value in sorted(result.metrics.items())],
+    )
+    metrics.columns[1].justify = "right"
+    return [lines, metrics]
+
+
+def simulation_lines(simulation: DriftSimulation) -> list[str]:
+    """The events of ``driftline drift simulate``, then the simulation's own summary."""
+    from drift.simulate import render
+
+    return [simulation.summary(), *render(simulation.result)]
+
+
 # --- embedded stack -------------------------------------------------------------------------------
 
 
@@ -270,42 +360,55 @@ def stack_env(as_json: JsonOption = False) -> None:
 
 
 @data_app.command("generate")
-def data_generate() -> None:
+def data_generate(as_json: JsonOption = False) -> None:
     """Write the offline parquet sources (customers, merchants, labelled transactions)."""
     from driftline.settings import TrainingSettings
     from training.data import generate
 
-    for line in generate(TrainingSettings()):
-        typer.echo(line)
+    with _progress("generating the example world's data"):
+        result = generate(TrainingSettings())
+    if as_json:
+        _echo_json(result)
+    else:
+        _show(*generate_renderables(result))
 
 
 @feast_app.command("apply")
-def feast_apply() -> None:
+def feast_apply(as_json: JsonOption = False) -> None:
     """Register entities, sources, feature views and the feature service."""
     from driftline.settings import TrainingSettings
     from feature_repo.store import apply
 
     settings = TrainingSettings()
     _log_connections(settings)
-    for line in apply(settings):
-        typer.echo(line)
+    result = apply(settings)
+    if as_json:
+        _echo_json(result)
+    else:
+        _show(*apply_renderables(result))
 
 
 @feast_app.command("materialize")
-def feast_materialize() -> None:
+def feast_materialize(as_json: JsonOption = False) -> None:
     """Load the latest feature values into the Redis online store."""
     from driftline.settings import TrainingSettings
     from feature_repo.store import materialize
 
     settings = TrainingSettings()
     _log_connections(settings)
-    for line in materialize(settings):
-        typer.echo(line)
+    with _progress("materializing feature views into Redis"):
+        result = materialize(settings)
+    if as_json:
+        _echo_json(result)
+    else:
+        for line in materialize_lines(result):
+            typer.echo(line)
 
 
 @app.command("train")
 def train(
     promote: Annotated[bool, typer.Option(help="Point production at the new version.")] = True,
+    as_json: JsonOption = False,
 ) -> None:
     """Build a point-in-time-correct training set from Feast, train, evaluate, register."""
     from driftline.settings import TrainingSettings
@@ -313,8 +416,12 @@ def train(
 
     settings = TrainingSettings()
     _log_connections(settings)
-    for line in run(settings, promote=promote):
-        typer.echo(line)
+    with _progress("training: Feast training set, fit, evaluate, register"):
+        result = run(settings, promote=promote)
+    if as_json:
+        _echo_json(result)
+    else:
+        _show(*train_renderables(result))
 
 
 @model_app.command("list")
@@ -378,7 +485,9 @@ def drift_simulate(
     )
     settings = TrainingSettings()
     _log_connections(settings)
-    for line in run(settings, config, out):
+    with _progress(f"simulating {stationary} stationary + {drifted} {drift} events"):
+        simulation = run(settings, config, out)
+    for line in simulation_lines(simulation):
         typer.echo(line)
 
 

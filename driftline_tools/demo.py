@@ -51,12 +51,12 @@ def run_demo(events: int, rate: float, invalid_fraction: float, keep_running: bo
     for topic in ensure_topics(producer):
         yield f"{topic.name}: {topic.outcome}, {topic.partitions} partitions {topic.note}".rstrip()
     if not (training.data_dir / TRANSACTIONS_FILE).exists():
-        yield from generate(training)
-    yield from apply(training)
-    yield from materialize(training)
+        yield generate(training).summary()
+    yield apply(training).summary()
+    yield materialize(training).summary()
     registry = ModelRegistry(training.registry_dir)
     if registry.production_version(training.model_name) is None:
-        yield from train(training)
+        yield train(training).summary()
     else:
         yield f"model {training.model_name} version {registry.production_version(training.model_name)} in production"
 

@@ -120,9 +120,10 @@ def world(home: Path | None = None) -> Iterator[World]:
             **SMALL_WORLD,
         }
         settings = TrainingSettings(**env)  # type: ignore[arg-type]
-        for step in (generate, apply, materialize):
-            list(step(settings))
-        list(train(settings))
+        generate(settings)
+        apply(settings)
+        materialize(settings)
+        train(settings)
         served = World(home=folder, broker=broker, redis=redis, env=env)
         try:
             yield served

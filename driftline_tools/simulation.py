@@ -7,7 +7,7 @@ synchronous read, the model from the registry; the simulation itself is ``drift.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from drift.simulate import SimulationConfig, default_start
+from drift.simulate import SimulationConfig, SimulationResult, default_start
 from drift.simulate import run as simulate
 from driftline.errors import ConfigError
 from driftline.registry import ModelRegistry
@@ -40,7 +40,30 @@ def generate_events(settings: TrainingSettings, config: SimulationConfig, start:
     return events
 
 
-def run(settings: TrainingSettings, config: SimulationConfig, out: Path | None) -> Iterator[str]:
+@dataclass(frozen=True)
+class DriftSimulation:
+    """The events a simulation streamed, how their store values were read, and the simulation's result."""
+
+    events: int
+    stationary: int
+    drifted: int
+    drift: str
+    first_event_time: str
+    last_event_time: str
+    read_s: float
+    missing_values: int
+    result: SimulationResult
+
+    def summary(self) -> str:
+        """One line: the events and where their store values came from."""
+        return (
+            f"{self.events} events ({self.stationary} stationary + {self.drifted} {self.drift}), event time "
+            f"{self.first_event_time} .. {self.last_event_time}; online features read from Feast in "
+            f"{self.read_s:.1f}s ({self.missing_values} missing values)"
+        )
+
+
+def run(settings: TrainingSettings, config: SimulationConfig, out: Path | None) -> DriftSimulation:
     """Generate the events, read their store values, and run the simulation on them."""
     model = ModelRegistry(settings.registry_dir).load(settings.model_name, config.version)
     meta = model.metadata
@@ -52,9 +75,15 @@ def run(settings: TrainingSettings, config: SimulationConfig, out: Path | None) 
     ttls = view_ttls(store, meta)
     read_s = time.perf_counter() - t_read
     missing = sum(v is None for row in online.values for v in row.values())
-    yield (
-        f"{len(events)} events ({config.stationary} stationary + {config.drifted} {config.drift}), event time "
-        f"{events[0]['event_time']} .. {events[-1]['event_time']}; online features read from Feast in {read_s:.1f}s "
-        f"({missing} missing values)"
+    result = simulate(model, events, online, ttls, config, start, partial(score_matrix, model.estimator), out)
+    return DriftSimulation(
+        events=len(events),
+        stationary=config.stationary,
+        drifted=config.drifted,
+        drift=config.drift,
+        first_event_time=str(events[0]["event_time"]) if events else "",
+        last_event_time=str(events[-1]["event_time"]) if events else "",
+        read_s=read_s,
+        missing_values=missing,
+        result=result,
     )
-    yield from simulate(model, events, online, ttls, config, start, partial(score_matrix, model.estimator), out)

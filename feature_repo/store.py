@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,16 @@ from driftline.logs import quiet_library_warnings
 from driftline.settings import FeastSettings
 from feature_repo.definitions import CUSTOMER_STATS, FEATURE_SERVICE, MERCHANT_STATS, SOURCE_FILES, definitions
 
-__all__ = ["FEATURE_SERVICE", "apply", "feature_store", "materialize", "repo_config"]
+__all__ = [
+    "FEATURE_SERVICE",
+    "AppliedObject",
+    "ApplyResult",
+    "MaterializeResult",
+    "apply",
+    "feature_store",
+    "materialize",
+    "repo_config",
+]
 
 logger = logging.getLogger(__name__)
 quiet_library_warnings()  # importing feast above reset the warning filters
@@ -57,17 +66,57 @@ def _require_sources(data_dir: Path) -> None:
         raise ConfigError(f"no {', '.join(missing)} in {data_dir}; run `driftline data generate` first")
 
 
-def apply(settings: FeastSettings) -> Iterator[str]:
+@dataclass(frozen=True)
+class AppliedObject:
+    """One Feast object registered by :func:`apply`, e.g. ``FeatureView customer_stats``."""
+
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What :func:`apply` registered, in which project and registry."""
+
+    project: str
+    registry: Path
+    objects: tuple[AppliedObject, ...]
+
+    def summary(self) -> str:
+        """One line: how many objects went into which project."""
+        return f"Feast project {self.project}: applied {len(self.objects)} objects"
+
+
+@dataclass(frozen=True)
+class MaterializeResult:
+    """What :func:`materialize` loaded into the online store, and over which event-time window."""
+
+    project: str
+    views: tuple[str, ...]
+    start: datetime
+    end: datetime
+
+    def summary(self) -> str:
+        """One line: the views and the window."""
+        return (
+            f"Feast project {self.project}: materialized {', '.join(self.views)} "
+            f"({self.start:%Y-%m-%d %H:%M} .. {self.end:%Y-%m-%d %H:%M} UTC)"
+        )
+
+
+def apply(settings: FeastSettings) -> ApplyResult:
     """Register entities, sources, feature views and the feature service (idempotent)."""
     _require_sources(settings.data_dir)
     store = feature_store(settings)
     # Feast's apply() takes a list of its own union type; ours is a subset of it.
     objects: list[Any] = list(definitions(settings.data_dir))
     store.apply(objects)
-    names = ", ".join(f"{type(o).__name__} {o.name}" for o in objects)
     logger.info("applied %d objects to Feast project %s", len(objects), settings.feast_project)
-    yield f"Feast project {settings.feast_project}: applied {names}"
-    yield f"registry: {settings.feast_registry_path}"
+    return ApplyResult(
+        project=settings.feast_project,
+        registry=settings.feast_registry_path,
+        objects=tuple(AppliedObject(kind=type(o).__name__, name=o.name) for o in objects),
+    )
 
 
 def _earliest_timestamp(data_dir: Path) -> datetime:
@@ -82,7 +131,7 @@ def _earliest_timestamp(data_dir: Path) -> datetime:
     return earliest.astimezone(UTC)
 
 
-def materialize(settings: FeastSettings) -> Iterator[str]:
+def materialize(settings: FeastSettings) -> MaterializeResult:
     """Load the latest value of every feature view into Redis, over the whole generated history."""
     _require_sources(settings.data_dir)
     store = feature_store(settings)
@@ -91,5 +140,4 @@ def materialize(settings: FeastSettings) -> Iterator[str]:
     views = [CUSTOMER_STATS, MERCHANT_STATS]
     store.materialize(start_date=start, end_date=end, feature_views=views)
     logger.info("materialized %s from %s to %s", views, start, end)
-    yield f"Feast project {settings.feast_project}: materialized {', '.join(views)}"
-    yield f"window: {start.isoformat()} .. {end.isoformat()} into the Redis online store"
+    return MaterializeResult(project=settings.feast_project, views=tuple(views), start=start, end=end)

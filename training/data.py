@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -69,27 +69,55 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
-def generate(settings: TrainingSettings) -> Iterator[str]:
-    """Write customer_stats, merchant_stats and transactions parquet files; yield a summary."""
+@dataclass(frozen=True)
+class GeneratedFile:
+    """One parquet file written by :func:`generate`."""
+
+    name: str
+    path: Path
+    rows: int
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    """What :func:`generate` wrote: the world it drew, the history it spans, and one entry per file."""
+
+    seed: int
+    n_customers: int
+    n_merchants: int
+    history_start: datetime
+    history_end: datetime
+    fraud_rate: float
+    files: tuple[GeneratedFile, ...]
+
+    def summary(self) -> str:
+        """One line: rows per file and the fraud rate."""
+        rows = ", ".join(f"{f.name} {f.rows}" for f in self.files)
+        return f"generated {rows} rows (fraud rate {self.fraud_rate:.2%})"
+
+
+def generate(settings: TrainingSettings) -> GenerateResult:
+    """Write customer_stats, merchant_stats and transactions parquet files; return what was written."""
     end = history_end(datetime.now(UTC))
     customers, merchants, transactions = build_frames(settings, end)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
+    frames = {
+        TRANSACTIONS_FILE: transactions,
         CUSTOMER_STATS_FILE: customers,
         MERCHANT_STATS_FILE: merchants,
-        TRANSACTIONS_FILE: transactions,
     }
-    for name, frame in paths.items():
-        _write(frame, settings.data_dir / name)
+    files = []
+    for name, frame in frames.items():
+        path = settings.data_dir / name
+        _write(frame, path)
+        files.append(GeneratedFile(name=name, path=path, rows=len(frame)))
     logger.info("wrote %d transactions to %s", len(transactions), settings.data_dir)
-    start = end - timedelta(days=settings.history_days)
-    yield (
-        f"world: seed {settings.seed}, {settings.n_customers} customers, {settings.n_merchants} merchants; "
-        f"history {start.isoformat()} .. {end.isoformat()}"
+    return GenerateResult(
+        seed=settings.seed,
+        n_customers=settings.n_customers,
+        n_merchants=settings.n_merchants,
+        history_start=end - timedelta(days=settings.history_days),
+        history_end=end,
+        fraud_rate=float(transactions["label"].mean()) if len(transactions) else 0.0,
+        files=tuple(files),
     )
-    yield (
-        f"transactions: {len(transactions)} rows, fraud rate {transactions['label'].mean():.2%} "
-        f"-> {settings.data_dir / TRANSACTIONS_FILE}"
-    )
-    yield f"customer_stats: {len(customers)} snapshot rows -> {settings.data_dir / CUSTOMER_STATS_FILE}"
-    yield f"merchant_stats: {len(merchants)} snapshot rows -> {settings.data_dir / MERCHANT_STATS_FILE}"

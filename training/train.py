@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -78,7 +80,36 @@ def _labels(values: Sequence[object]) -> npt.NDArray[np.int64]:
     return np.asarray(values, dtype=np.int64)
 
 
-def run(settings: TrainingSettings, promote: bool = True) -> Iterator[str]:
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`run` trained and registered: version, held-out metrics, set sizes and durations."""
+
+    model: str
+    version: str
+    path: Path
+    promoted: bool
+    feature_service: str
+    features: int
+    threshold: float
+    metrics: dict[str, float]
+    train_rows: int
+    test_rows: int
+    train_window: tuple[datetime, datetime]
+    test_start: datetime
+    join_s: float
+    fit_s: float
+    total_s: float
+
+    def summary(self) -> str:
+        """One line: the version, whether it is in production, and its ROC-AUC."""
+        production = " (production)" if self.promoted else ""
+        return (
+            f"model {self.model} {self.version}{production}: roc_auc {self.metrics['roc_auc']:.4f} "
+            f"on {self.test_rows} held-out rows, trained on {self.train_rows} in {self.total_s:.1f}s"
+        )
+
+
+def run(settings: TrainingSettings, promote: bool = True) -> TrainResult:
     """Build the training set from Feast, fit, evaluate on the latest data, register (and promote)."""
     started = time.perf_counter()
     store = feature_store(settings)
@@ -86,7 +117,7 @@ def run(settings: TrainingSettings, promote: bool = True) -> Iterator[str]:
     specs = feature_specs(store)
     frame = training_set(store, transactions)
     joined_s = time.perf_counter() - started
-    yield f"training set: {len(frame)} rows, {len(specs)} features from {FEATURE_SERVICE} ({joined_s:.1f}s)"
+    logger.info("training set: %d rows, %d features from %s", len(frame), len(specs), FEATURE_SERVICE)
 
     train, test = time_split(frame, TEST_FRACTION)
     if train[LABEL].nunique() < 2 or test[LABEL].nunique() < 2:
@@ -100,12 +131,9 @@ def run(settings: TrainingSettings, promote: bool = True) -> Iterator[str]:
     fit_s = time.perf_counter() - fit_started
     scores = estimator.predict_proba(x_test)[:, 1]
     metrics = evaluate(y_test, scores, settings.decision_threshold)
-    yield (
-        f"train {len(train)} rows ({train[TIMESTAMP].min():%Y-%m-%d %H:%M} .. {train[TIMESTAMP].max():%Y-%m-%d %H:%M}),"
-        f" test {len(test)} rows from {test[TIMESTAMP].min():%Y-%m-%d %H:%M}; fit {fit_s:.1f}s"
-    )
 
     created_at = datetime.now(UTC)
+    training_window = (train[TIMESTAMP].min().to_pydatetime(), train[TIMESTAMP].max().to_pydatetime())
     metadata = ModelMetadata(
         name=settings.model_name,
         version=model_version(created_at),
@@ -114,7 +142,7 @@ def run(settings: TrainingSettings, promote: bool = True) -> Iterator[str]:
         features=specs,
         entity_fields=dict(ENTITY_FIELDS),
         threshold=settings.decision_threshold,
-        training_window=(train[TIMESTAMP].min().to_pydatetime(), train[TIMESTAMP].max().to_pydatetime()),
+        training_window=training_window,
         metrics=metrics,
         library_versions=library_versions(),
         artifact_sha256="0" * 64,
@@ -125,11 +153,20 @@ def run(settings: TrainingSettings, promote: bool = True) -> Iterator[str]:
     if promote:
         registry.promote(saved.name, saved.version)
     logger.info("registered %s %s roc_auc=%.4f", saved.name, saved.version, metrics["roc_auc"])
-    yield (
-        f"test: roc_auc {metrics['roc_auc']:.4f}, pr_auc {metrics['pr_auc']:.4f}, brier {metrics['brier']:.4f}, "
-        f"fraud rate {metrics['positive_rate']:.2%}, flagged at {settings.decision_threshold:g}: "
-        f"{metrics['flagged_rate']:.2%}"
+    return TrainResult(
+        model=saved.name,
+        version=saved.version,
+        path=settings.registry_dir / saved.name / saved.version,
+        promoted=promote,
+        feature_service=FEATURE_SERVICE,
+        features=len(specs),
+        threshold=settings.decision_threshold,
+        metrics=dict(metrics),
+        train_rows=len(train),
+        test_rows=len(test),
+        train_window=training_window,
+        test_start=test[TIMESTAMP].min().to_pydatetime(),
+        join_s=joined_s,
+        fit_s=fit_s,
+        total_s=time.perf_counter() - started,
     )
-    where = settings.registry_dir / saved.name / saved.version
-    yield f"model {saved.name} {saved.version} -> {where}" + (" (production)" if promote else "")
-    yield f"total {time.perf_counter() - started:.1f}s"

@@ -40,9 +40,10 @@ def served_world(tmp_path_factory: pytest.TempPathFactory, bootstrap: str, redis
         **SMALL_WORLD,
     }
     settings = TrainingSettings(**env)  # type: ignore[arg-type]
-    for step in (generate, apply, materialize):
-        list(step(settings))
-    list(train(settings))
+    generate(settings)
+    apply(settings)
+    materialize(settings)
+    train(settings)
     return ServedWorld(home=home, env=env)
 
 

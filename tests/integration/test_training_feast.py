@@ -61,13 +61,14 @@ def settings(redis_url, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(settings):
-    generated = list(generate(settings))
-    assert any("fraud rate" in line for line in generated)
-    list(apply(settings))
-    list(apply(settings))  # idempotent
-    list(materialize(settings))
-    lines = list(run(settings, promote=True))
-    return lines
+    generated = generate(settings)
+    assert 0 < generated.fraud_rate < 1
+    assert all(f.rows > 0 and f.path.is_file() for f in generated.files)
+    applied = apply(settings)
+    assert apply(settings) == applied  # idempotent
+    materialized = materialize(settings)
+    assert materialized.views == ("customer_stats", "merchant_stats")
+    return run(settings, promote=True)
 
 
 def test_apply_is_idempotent(settings, trained):
@@ -92,7 +93,8 @@ def test_trained_model_is_registered_and_useful(settings, trained):
     ]
     assert meta.feature_views == ["customer_stats", "merchant_stats"]
     assert set(meta.reference.features) == {f.name for f in meta.features}
-    assert any("roc_auc" in line for line in trained)
+    assert trained.version == meta.version and trained.promoted
+    assert trained.metrics["roc_auc"] == meta.metrics["roc_auc"]
 
 
 def test_online_features_equal_the_latest_snapshot(settings, trained):
