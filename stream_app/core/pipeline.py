@@ -91,17 +91,7 @@ async def process_batch(
 
     valid: list[tuple[RawRecord, ValidEvent]] = []
     for record in records:
-        # Key and value both travel in the dead letter, so the size rule counts both, before parsing.
-        key_bytes, value_bytes = len(record.key or b""), len(record.value or b"")
-        checked: ValidEvent | Rejection
-        if key_bytes + value_bytes > rules.max_event_bytes:
-            checked = Rejection(
-                "too_large",
-                f"the message is {key_bytes + value_bytes} bytes (value {value_bytes}, key {key_bytes}), "
-                f"above the limit of {rules.max_event_bytes}",
-            )
-        else:
-            checked = validate_event(record.value, rules, now)
+        checked = validate_event(record.value, rules, now, record.key)
         if isinstance(checked, Rejection):
             result.dead_letters.append(_dead_letter(record, checked, meta.version, now))
         else:

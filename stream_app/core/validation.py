@@ -187,14 +187,20 @@ def _duplicate_reason(raw: bytes, doc: dict[str, object]) -> str | None:
     return "a field appears more than once in one object"
 
 
-def validate_event(raw: bytes | None, rules: EventRules, now: datetime) -> ValidEvent | Rejection:
-    """Decode ``raw`` and check it against ``rules``; never raises on any input."""
+def validate_event(
+    raw: bytes | None, rules: EventRules, now: datetime, key: bytes | None = None
+) -> ValidEvent | Rejection:
+    """Decode ``raw`` (the message value; ``key`` its key) and check it against ``rules``; never raises."""
+    # The size rule comes first and counts the key too: both travel in the dead letter.
+    key_bytes, value_bytes = len(key or b""), len(raw or b"")
+    if key_bytes + value_bytes > rules.max_event_bytes:
+        return Rejection(
+            "too_large",
+            f"the message is {key_bytes + value_bytes} bytes (value {value_bytes}, key {key_bytes}), "
+            f"above the limit of {rules.max_event_bytes}",
+        )
     if raw is None:
         return Rejection("not_json", "the message has no value (a tombstone)")
-    if len(raw) > rules.max_event_bytes:
-        return Rejection(
-            "too_large", f"the message is {len(raw)} bytes, above the limit of {rules.max_event_bytes}"
-        )
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -95,6 +95,14 @@ def test_oversized_message_is_rejected_unparsed() -> None:
     assert "4096" in result.reason
 
 
+def test_the_size_rule_counts_the_key_too() -> None:
+    raw = orjson.dumps(event())
+    assert isinstance(validate_event(raw, RULES, NOW, key=b"k" * 100), ValidEvent)
+    result = validate_event(raw, RULES, NOW, key=b"k" * (RULES.max_event_bytes - len(raw) + 1))
+    assert isinstance(result, Rejection) and result.error_type == "too_large"
+    assert f"value {len(raw)}" in result.reason
+
+
 def test_tombstone() -> None:
     result = validate_event(None, RULES, NOW)
     assert isinstance(result, Rejection) and result.error_type == "not_json"
