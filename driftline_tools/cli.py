@@ -297,6 +297,13 @@ def simulation_lines(simulation: DriftSimulation) -> list[str]:
 # --- embedded stack -------------------------------------------------------------------------------
 
 
+def _show_services(services: Sequence[ServiceStatus], as_json: bool) -> None:
+    if as_json:
+        _echo_json(services)
+    else:
+        _show(services_table(services))
+
+
 @stack_app.command("up")
 def stack_up(as_json: JsonOption = False) -> None:
     """Start the embedded Kafka-protocol broker and Redis on loopback (idempotent)."""
@@ -320,11 +327,7 @@ def stack_down(as_json: JsonOption = False) -> None:
     from driftline.settings import StackSettings
     from driftline_tools.stack import down
 
-    services = down(StackSettings())
-    if as_json:
-        _echo_json(services)
-    else:
-        _show(services_table(services))
+    _show_services(down(StackSettings()), as_json)
 
 
 @stack_app.command("status")
@@ -333,11 +336,7 @@ def stack_status(as_json: JsonOption = False) -> None:
     from driftline.settings import StackSettings
     from driftline_tools.stack import status
 
-    services = status(StackSettings())
-    if as_json:
-        _echo_json(services)
-    else:
-        _show(services_table(services))
+    _show_services(status(StackSettings()), as_json)
 
 
 @stack_app.command("env")
