@@ -5,24 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from drift.records import DriftEvaluation, FreshnessSummary
+
 #: A log past this size is rotated to ``.1`` (replacing the previous one), so disk use is bounded.
 MAX_LOG_BYTES = 20 * 1024 * 1024
-
-
-class FreshnessSummary(BaseModel):
-    """Age of one feature view's store values over the recent scored events (``FreshnessWindow.summary``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    events: float
-    p50_s: float
-    p99_s: float
-    ttl_s: float
-    stale_share: float
 
 
 class DriftLogRecord(BaseModel):
@@ -34,18 +23,18 @@ class DriftLogRecord(BaseModel):
     model_version: str
     events: int  # events the monitor had seen when it evaluated
     event_time: datetime  # the worker's clock at the evaluation
-    report: dict[str, Any]  # drift.monitor.DriftReport.to_dict()
-    freshness: dict[str, FreshnessSummary]
+    report: DriftEvaluation
+    freshness: dict[str, FreshnessSummary]  # per feature view
 
     @classmethod
     def of(
-        cls, model_name: str, model_version: str, at: datetime, report: Any,
-        freshness: Mapping[str, Mapping[str, float]],
+        cls, model_name: str, model_version: str, at: datetime, report: DriftEvaluation,
+        freshness: Mapping[str, FreshnessSummary],
     ) -> DriftLogRecord:
-        """The record of ``report`` (a ``DriftReport``) and the freshness summary, evaluated ``at``."""
+        """The record of ``report`` and the freshness summary (``FreshnessWindow.summary``), evaluated ``at``."""
         return cls(
             model_name=model_name, model_version=model_version, events=report.events_seen, event_time=at,
-            report=report.to_dict(), freshness={view: FreshnessSummary(**f) for view, f in freshness.items()},
+            report=report, freshness=dict(freshness),
         )
 
 

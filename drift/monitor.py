@@ -3,7 +3,8 @@
 Pure: numpy and scipy.stats only. :class:`DriftMonitor` keeps the last ``window_size`` scored rows
 in a ring buffer (:meth:`~DriftMonitor.observe` is cheap and runs on the serving path) and
 :meth:`~DriftMonitor.evaluate` compares the window with the reference that training stored in
-``ModelMetadata.reference`` (see ``drift/reference.py``), off the hot path.
+``ModelMetadata.reference`` (see ``drift/reference.py``), off the hot path, and returns a typed
+:class:`~drift.records.DriftEvaluation`.
 
 Per column:
 
@@ -45,13 +46,14 @@ import itertools
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from drift.records import DriftEvaluation, FeatureDrift, StatisticName
 from driftline.reference_types import (
     CategoricalSketch,
     CategoricalStratum,
@@ -74,8 +76,6 @@ MIN_EXPECTED = 5.0
 MIN_VALUES = 30
 #: Name of the score column in reports.
 SCORE = "score"
-
-StatisticName = Literal["ks", "chi2"]
 
 
 def round_significant(values: npt.ArrayLike, digits: int = SAMPLE_DIGITS) -> FloatArray:
@@ -194,75 +194,6 @@ def benjamini_hochberg(p_values: Sequence[float | None], alpha: float) -> list[b
     for i, _ in ranked[:last]:
         reject[i] = True
     return reject
-
-
-@dataclass(frozen=True, slots=True)
-class FeatureDrift:
-    """Drift of one model input (or of the score) in one evaluation."""
-
-    name: str
-    kind: Literal["numeric", "categorical"]
-    statistic_name: StatisticName
-    statistic: float | None  # None: not tested (context column, too few values, no reference sample)
-    p_value: float | None
-    psi: float | None
-    missing_rate: float
-    reference_missing_rate: float
-    n: int  # non-missing values in the window
-    flagged: bool
-    tested: bool  # False for context columns (the time-of-day clock) and untestable columns
-    bins: tuple[str, ...]  # bin or level labels
-    reference: tuple[float, ...]  # reference shares per bin, mixed to the window's time of day
-    current: tuple[float, ...]  # window shares per bin (non-missing values)
-
-
-@dataclass(frozen=True, slots=True)
-class DriftReport:
-    """One evaluation of the window: every monitored input column and the score."""
-
-    events_seen: int  # rows observed since the monitor started
-    window_events: int  # rows in the window evaluated
-    window_size: int
-    alpha: float
-    ready: bool  # the window held min_events rows; flags are only raised when True
-    features: tuple[FeatureDrift, ...]
-    score: FeatureDrift | None
-    strata: tuple[float, ...]  # share of the window's rows per time-of-day stratum; empty if none
-
-    @property
-    def flagged(self) -> tuple[str, ...]:
-        """Names of the flagged columns (``"score"`` for prediction drift)."""
-        every = [*self.features, *([self.score] if self.score else [])]
-        return tuple(c.name for c in every if c.flagged)
-
-    @property
-    def any_flagged(self) -> bool:
-        """Whether anything drifted in this evaluation."""
-        return bool(self.flagged)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (NaN becomes None)."""
-        return {
-            "events_seen": self.events_seen,
-            "window_events": self.window_events,
-            "window_size": self.window_size,
-            "alpha": self.alpha,
-            "ready": self.ready,
-            "flagged": list(self.flagged),
-            "strata": list(self.strata),
-            "features": [_json_ready(asdict(c)) for c in self.features],
-            "score": _json_ready(asdict(self.score)) if self.score else None,
-        }
-
-
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,7 +389,7 @@ class DriftMonitor:
             self._filled = min(self._filled + kept, w)
             self._seen += k
 
-    def evaluate(self) -> DriftReport:
+    def evaluate(self) -> DriftEvaluation:
         """Test the current window against the reference and flag drift (Benjamini-Hochberg)."""
         with self._lock:
             window = self._buffer[: self._filled].copy()
@@ -478,7 +409,7 @@ class DriftMonitor:
         flags = [f and (r.psi or 0.0) >= self.min_psi for f, r in zip(significant, results, strict=True)]
         done = [_with_flag(r, f) for r, f in zip(results, flags, strict=True)]
         score = done.pop() if self._score else None
-        return DriftReport(
+        return DriftEvaluation(
             events_seen=seen,
             window_events=n_rows,
             window_size=self.window_size,
@@ -595,4 +526,4 @@ class DriftMonitor:
 
 
 def _with_flag(result: FeatureDrift, flagged: bool) -> FeatureDrift:
-    return replace(result, flagged=True) if flagged else result
+    return result.model_copy(update={"flagged": True}) if flagged else result

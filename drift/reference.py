@@ -11,11 +11,13 @@ Version 2 adds, for the KS test of ``drift.monitor``:
 - ``sample`` on each numeric sketch (and the score's): up to ``SAMPLE_SIZE`` non-missing values
   drawn without replacement with a fixed seed, in random order (so any prefix is itself a random
   subsample), rounded to ``SAMPLE_DIGITS`` significant digits to keep the metadata small;
-- ``strata``: the same sketches per time-of-day block of ``hour_of_day`` (edges
-  ``STRATUM_EDGES``; bins as above, with the global ``edges``), so the monitor can compare a
-  window of night traffic with the night part of the reference instead of a day-dominated
-  whole. Each stratum sketch has ``n`` (non-missing values), ``proportions`` or ``levels``,
-  ``missing_rate`` and, numeric, a ``sample`` of up to ``STRATUM_SAMPLE_SIZE`` values.
+- ``strata`` (when :func:`build_reference` is given ``stratify_by``): the same sketches per
+  block of that feature's values (blocks cut at ``stratum_edges``, as numeric bins are cut at
+  ``edges``; column bins are the global ``edges``). With a clock feature, e.g. hour_of_day cut
+  at 6, 12 and 18, the monitor compares a window of night traffic with the night part of the
+  reference instead of a day-dominated whole. Each stratum sketch has ``n`` (non-missing
+  values), ``proportions`` or ``levels``, ``missing_rate`` and, numeric, a ``sample`` of up to
+  ``STRATUM_SAMPLE_SIZE`` values.
 
 Readers treat a sketch without ``sample`` (version 1) as PSI-only, and a reference without
 ``strata`` as unstratified. The records themselves (``DriftReference`` and its sketches) are typed
@@ -24,6 +26,7 @@ in ``driftline.reference_types``, so the registry validates them without importi
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -47,12 +50,8 @@ _DECILES = np.linspace(0.1, 0.9, 9)
 #: Reference values kept per numeric sketch for the KS test (n_eff of a KS test against a
 #: window of 2,000 is ~670 with 1,000 of them: enough for shifts that matter, small as JSON).
 SAMPLE_SIZE = 1_000
-#: Values kept per numeric sketch per time-of-day stratum (the metadata's largest part).
+#: Values kept per numeric sketch per stratum (the metadata's largest part).
 STRATUM_SAMPLE_SIZE = 250
-#: The clock feature whose blocks stratify the reference, and the block edges (hours).
-STRATUM_FEATURE = "hour_of_day"
-#: 00-05, 06-11, 12-17, 18-23: whole quarters of the day, not tuned to the simulated world.
-STRATUM_EDGES = (6.0, 12.0, 18.0)
 
 
 def bin_index(edges: Sequence[float], values: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
@@ -115,13 +114,13 @@ def _strata(
     features: dict[str, ColumnSketch],
     score_sketch: NumericSketch,
     seed: int,
-) -> Strata | None:
+    stratify_by: str,
+    stratum_edges: Sequence[float],
+) -> Strata:
     names = [s.name for s in specs]
-    if STRATUM_FEATURE not in names:
-        return None
-    clock = matrix[:, names.index(STRATUM_FEATURE)]
-    stratum = np.searchsorted(np.asarray(STRATUM_EDGES), np.nan_to_num(clock, nan=-np.inf), side="right")
-    n_strata = len(STRATUM_EDGES) + 1
+    clock = matrix[:, names.index(stratify_by)]
+    stratum = np.searchsorted(np.asarray(stratum_edges), np.nan_to_num(clock, nan=-np.inf), side="right")
+    n_strata = len(stratum_edges) + 1
     by_feature: dict[str, list[StratumSketch]] = {}
     for j, spec in enumerate(specs):
         parts: list[StratumSketch] = []
@@ -143,8 +142,8 @@ def _strata(
         for k in range(n_strata)
     ]
     return Strata(
-        feature=STRATUM_FEATURE,
-        edges=list(STRATUM_EDGES),
+        feature=stratify_by,
+        edges=[float(e) for e in stratum_edges],
         share=[float(np.mean(stratum == k)) for k in range(n_strata)],
         features=by_feature,
         score=score_parts,
@@ -156,13 +155,20 @@ def build_reference(
     matrix: npt.NDArray[np.float64],
     scores: npt.NDArray[np.float64],
     seed: int = 0,
+    *,
+    stratify_by: str | None = None,
+    stratum_edges: Sequence[float] = (),
 ) -> DriftReference:
     """Sketch every column of the encoded ``matrix`` (FeatureSpec order) and the scores.
 
     ``seed`` fixes the reference samples, so retraining on the same data gives the same metadata.
+    ``stratify_by`` names a numeric feature whose values, cut at ``stratum_edges`` (increasing),
+    split the rows into ``len(stratum_edges) + 1`` strata sketched apart; None: no strata.
     """
     if matrix.shape[1] != len(specs):
         raise ValueError(f"matrix has {matrix.shape[1]} columns for {len(specs)} features")
+    if stratify_by is not None:
+        _check_strata(specs, stratify_by, stratum_edges)
     scores = np.asarray(scores, dtype=np.float64)
     features: dict[str, ColumnSketch] = {}
     for j, spec in enumerate(specs):
@@ -171,10 +177,21 @@ def build_reference(
         else:
             features[spec.name] = numeric_sketch(matrix[:, j], seed=seed + j)
     score = numeric_sketch(scores, seed=seed + len(specs))
-    return DriftReference(
-        version=SKETCH_VERSION,
-        n=int(matrix.shape[0]),
-        features=features,
-        score=score,
-        strata=_strata(specs, matrix, scores, features, score, seed),
+    strata = (
+        _strata(specs, matrix, scores, features, score, seed, stratify_by, stratum_edges)
+        if stratify_by is not None
+        else None
     )
+    return DriftReference(version=SKETCH_VERSION, n=int(matrix.shape[0]), features=features, score=score, strata=strata)
+
+
+def _check_strata(specs: Sequence[FeatureSpec], stratify_by: str, stratum_edges: Sequence[float]) -> None:
+    spec = next((s for s in specs if s.name == stratify_by), None)
+    if spec is None:
+        raise ValueError(f"stratify_by {stratify_by!r} is not one of the model's features")
+    if spec.kind != "numeric":
+        raise ValueError(f"stratify_by {stratify_by!r} must be a numeric feature, not {spec.kind}")
+    if not stratum_edges:
+        raise ValueError(f"stratify_by {stratify_by!r} needs stratum_edges: the values where one stratum ends")
+    if any(b <= a for a, b in itertools.pairwise(stratum_edges)):
+        raise ValueError(f"stratum_edges must increase, got {list(stratum_edges)}")

@@ -1,32 +1,38 @@
 """A drift run as one self-contained HTML page: matplotlib figures inlined as SVG, no scripts, no external assets.
 
-Two inputs, one page. A simulation (``driftline drift simulate --out``, one JSON document) and a
-running worker's drift log (``$DRIFTLINE_HOME/drift/<model>-<version>.jsonl``, one evaluation per
-line) are both read into a run dict whose evaluations carry ``events``, ``event_time``, ``report``
-(``DriftReport.to_dict()``) and ``freshness`` (``FreshnessWindow.summary()``).
+Two inputs, one page. A simulation (``driftline drift simulate --out``, one JSON document, a
+:class:`~drift.records.SimulationRun`) and a running worker's drift log
+(``$DRIFTLINE_HOME/drift/<model>-<version>.jsonl``, one :class:`~drift.log.DriftLogRecord` per
+line, read as a :class:`~drift.records.WorkerRun`) are both read by :func:`load_run` into a typed
+run whose evaluations carry ``events``, ``event_time``, ``report`` (a ``DriftEvaluation``) and
+``freshness`` (``FreshnessWindow.summary()``).
 
 Per monitored column (and the score), one figure: reference vs window shares per bin or level at
 two points of the run; the test statistic, -log10 p-value, PSI and missing rate over the run, with
 flagged evaluations marked (and, for a simulation, the drift start). Per feature view, one figure:
 the age of the store's values (p50, p99) against the view's TTL, and the share older than the TTL.
-The page itself is ``templates/report.html.j2``; matplotlib and jinja2 are imported only to render.
+The summary at the top of the page is data (:func:`drift.simulate.summarize`, :func:`summarize_log`)
+rendered by the template. The page itself is ``templates/report.html.j2``; matplotlib and jinja2
+are imported only to render.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import ValidationError
+
 from drift.log import DriftLogRecord, read_records
-from drift.simulate import final_lines, summarize
+from drift.records import DriftRun, FeatureDrift, FreshnessSummary, ModelRef, RunEvaluation, SimulationRun, WorkerRun
+from drift.simulate import SimulationSummary, summarize
 from driftline.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -77,31 +83,25 @@ def _is_log(source: Path, text: str) -> bool:
     return bool(records)
 
 
-def worker_run(records: Sequence[DriftLogRecord], log: str = "", skipped: int = 0) -> dict[str, Any]:
-    """A worker log as a run: no drift start, config (window, alpha) from the latest report."""
+def worker_run(records: Sequence[DriftLogRecord], log: str = "", skipped: int = 0) -> WorkerRun:
+    """A worker log as a run: no drift start; window and alpha from the latest evaluation."""
     if not records:
         raise ConfigError(f"the drift log {log} holds no evaluations ({skipped} unreadable lines)")
     last = records[-1]
-    return {
-        "source": "worker",
-        "log": log,
-        "skipped_lines": skipped,
-        "model": {"name": last.model_name, "version": last.model_version},
-        "config": {"window": last.report["window_size"], "alpha": last.report["alpha"]},
-        "drift_start_event": None,
-        "evaluations": [
-            {
-                "events": r.events,
-                "event_time": r.event_time.isoformat(),
-                "report": r.report,
-                "freshness": {view: f.model_dump() for view, f in r.freshness.items()},
-            }
+    return WorkerRun(
+        log=log,
+        skipped_lines=skipped,
+        model=ModelRef(name=last.model_name, version=last.model_version),
+        window=last.report.window_size,
+        alpha=last.report.alpha,
+        evaluations=tuple(
+            RunEvaluation(events=r.events, event_time=r.event_time, report=r.report, freshness=r.freshness)
             for r in records
-        ],
-    }
+        ),
+    )
 
 
-def load_run(source: Path) -> dict[str, Any]:
+def load_run(source: Path) -> DriftRun:
     """The run in ``source``: a simulation's JSON or a worker's drift log (detected by suffix or content)."""
     try:
         text = source.read_text(encoding="utf-8")
@@ -113,12 +113,16 @@ def load_run(source: Path) -> dict[str, Any]:
         records, skipped = read_records(text)
         return worker_run(records, log=source.name, skipped=skipped)
     try:
-        run = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{source} is neither JSON nor a drift log (JSON lines): {exc}") from exc
-    if not isinstance(run, dict) or "evaluations" not in run:
-        raise ConfigError(f"{source} is not a run of `driftline drift simulate --out`")
-    return {**run, "source": "simulate"}
+        return SimulationRun.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            raise ConfigError(f"{source} is neither JSON nor a drift log (JSON lines): {first['msg']}") from exc
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(
+            f"{source} is not a run of `driftline drift simulate --out` ({exc.error_count()} problems; "
+            f"{where}: {first['msg']})"
+        ) from exc
 
 
 def latest_log(home: Path, model_version: str | None = None) -> Path:
@@ -145,37 +149,34 @@ class _Timeline:
     drift_x: float | None  # where the drift starts; a worker log has no drift start
 
 
-def _time(value: str) -> datetime:
-    stamp = datetime.fromisoformat(value)
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+def _utc(moment: datetime) -> datetime:
+    """A naive time read from a run as UTC (driftline writes aware times; older files may not)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%m-%d %H:%M")
 
 
-def _timeline(run: dict[str, Any], x_axis: XAxis) -> _Timeline:
+def _timeline(run: DriftRun, x_axis: XAxis) -> _Timeline:
     from matplotlib.dates import date2num
 
-    evaluations = run["evaluations"]
-    worker = run["source"] == "worker"
-    events = [float(e["events"]) for e in evaluations]
+    evaluations = run.evaluations
+    worker = isinstance(run, WorkerRun)
+    events = [float(e.events) for e in evaluations]
     kind = x_axis
     if kind == "auto":
         restarted = any(b < a for a, b in pairwise(events))
         kind = "time" if restarted else "events"
-    start_event = run.get("drift_start_event")
+    start_event = run.drift_start_event if isinstance(run, SimulationRun) else None
     if kind == "events":
         label = "events seen since the worker (re)started" if worker else "events seen"
         drift_x = None if start_event is None else float(start_event)
         return _Timeline(events, "events", label, f"{events[0]:,.0f} to {events[-1]:,.0f}", drift_x)
-    if any(not e.get("event_time") for e in evaluations):
-        raise ConfigError("some evaluations carry no event_time; use the events axis")
-    times = [_time(e["event_time"]) for e in evaluations]
+    times = [_utc(e.event_time) for e in evaluations]
     drift_x = None
-    config = run["config"]
-    if start_event is not None and "start" in config:
-        drift_time = _time(config["start"]) + timedelta(hours=float(config["hours"]))
+    if isinstance(run, SimulationRun) and run.config.start is not None:
+        drift_time = _utc(run.config.start) + timedelta(hours=run.config.hours)
         drift_x = float(date2num(drift_time))  # type: ignore[no-untyped-call]  # matplotlib.dates is untyped
     label = "the worker's clock (UTC)" if worker else "event time (UTC)"
     span = f"{_stamp(times[0])} to {_stamp(times[-1])} UTC"
@@ -385,12 +386,64 @@ class ViewSection:
 
 
 @dataclass(frozen=True)
+class ColumnFlags:
+    """One column flagged in a worker's log: in how many ready evaluations, and where first."""
+
+    column: str
+    flagged: int
+    first_events: int  # events seen at the first evaluation that flagged it
+    first_time: datetime  # the worker's clock then
+
+
+@dataclass(frozen=True)
+class LogSummary:
+    """A worker's drift log at a glance: its span, restarts, unreadable lines and flags by column."""
+
+    evaluations: int
+    first_time: datetime
+    last_time: datetime
+    restarts: int  # times the events-seen count went back (a worker restart)
+    skipped_lines: int
+    alpha: float
+    ready: int  # evaluations of a full enough window (flags are only raised then)
+    flagged: int  # ready evaluations with any flag
+    columns: tuple[ColumnFlags, ...]  # in order of their first flag
+
+
+def summarize_log(run: WorkerRun) -> LogSummary:
+    """The summary of a worker log: span, restarts, unreadable lines, flags by column."""
+    evaluations = run.evaluations
+    events = [e.events for e in evaluations]
+    ready = [e for e in evaluations if e.report.ready]
+    flagged = [e for e in ready if e.report.any_flagged]
+    first: dict[str, RunEvaluation] = {}
+    counts: dict[str, int] = {}
+    for e in flagged:
+        for name in e.report.flagged:
+            first.setdefault(name, e)
+            counts[name] = counts.get(name, 0) + 1
+    return LogSummary(
+        evaluations=len(evaluations),
+        first_time=evaluations[0].event_time,
+        last_time=evaluations[-1].event_time,
+        restarts=sum(1 for a, b in pairwise(events) if b < a),
+        skipped_lines=run.skipped_lines,
+        alpha=run.alpha,
+        ready=len(ready),
+        flagged=len(flagged),
+        columns=tuple(ColumnFlags(name, counts[name], e.events, e.event_time) for name, e in first.items()),
+    )
+
+
+@dataclass(frozen=True)
 class Page:
     """Everything the template shows; the figures are already SVG."""
 
     title: str
     note: str
-    summary: str
+    simulation: SimulationSummary | None  # the summary of a simulation, or
+    log: LogSummary | None  # of a worker log
+    final: RunEvaluation  # the last evaluation, shown as a table
     drift_start: bool
     age_basis: str
     views: list[ViewSection]
@@ -402,29 +455,28 @@ class Page:
     )
 
 
-def _where(evaluation: dict[str, Any]) -> str:
-    """An evaluation's place: events seen, and its time when it has one."""
-    when = evaluation.get("event_time")
-    at = f", {_stamp(_time(when))} UTC" if when else ""
-    return f"event {int(evaluation['events']):,}{at}"
+def _where(evaluation: RunEvaluation) -> str:
+    """An evaluation's place: events seen, and its time."""
+    return f"event {evaluation.events:,}, {_stamp(_utc(evaluation.event_time))} UTC"
 
 
-def _column_section(name: str, run: dict[str, Any], series: list[dict[str, Any]], timeline: _Timeline) -> ColumnSection:
-    evaluations = run["evaluations"]
-    config = run["config"]
-    alpha = float(config["alpha"])
-    flags = [bool(c["flagged"]) for c in series]
+def _column_section(name: str, run: DriftRun, series: Sequence[FeatureDrift], timeline: _Timeline) -> ColumnSection:
+    evaluations = run.evaluations
+    alpha = run.alpha
+    flags = [c.flagged for c in series]
     last = series[-1]
-    stat_name = last["statistic_name"]
-    tested = any(c["tested"] for c in series)
+    stat_name = last.statistic_name
+    tested = any(c.tested for c in series)
     notes = ["context (time of day): reported, not tested" if not tested else stat_name + " test"]
     bars: list[_Bars] = []
-    start_event = run.get("drift_start_event")
-    if start_event is not None:  # a simulation: before the drift vs the end
+    min_psi: float | None = None
+    if isinstance(run, SimulationRun):  # before the drift vs the end
+        start_event = run.drift_start_event
+        min_psi = run.config.min_psi or None
         pairs = list(zip(evaluations, series, strict=True))
-        before = [c for e, c in pairs if e["events"] <= start_event]
-        first_flag = next((e["after_drift"] for e, c in pairs if c["flagged"] and e["events"] > start_event), None)
-        stationary_flags = sum(1 for e, c in pairs if c["flagged"] and e["events"] <= start_event)
+        before = [c for e, c in pairs if e.events <= start_event]
+        first_flag = next((e.events - start_event for e, c in pairs if c.flagged and e.events > start_event), None)
+        stationary_flags = sum(1 for e, c in pairs if c.flagged and e.events <= start_event)
         notes += [
             f"flagged in {stationary_flags} stationary evaluation(s)",
             f"first flagged {first_flag} events after the drift"
@@ -433,12 +485,11 @@ def _column_section(name: str, run: dict[str, Any], series: list[dict[str, Any]]
         ]
         if before:
             pre = before[-1]
-            bars.append(_Bars(f"before the drift (event {int(start_event):,})", pre["bins"], pre["reference"],
-                              pre["current"]))
-        end_title = f"end of run (event {int(evaluations[-1]['events']):,})"
+            bars.append(_Bars(f"before the drift (event {start_event:,})", pre.bins, pre.reference, pre.current))
+        end_title = f"end of run (event {evaluations[-1].events:,})"
     else:  # a worker log: the first ready evaluation vs the latest
-        first_at = next((i for i, e in enumerate(evaluations) if e["report"]["ready"]), 0)
-        first_flag_at = next((i for i, c in enumerate(series) if c["flagged"]), None)
+        first_at = next((i for i, e in enumerate(evaluations) if e.report.ready), 0)
+        first_flag_at = next((i for i, c in enumerate(series) if c.flagged), None)
         notes += [
             f"flagged in {sum(flags)} of {len(series)} evaluation(s)",
             f"first flagged at {_where(evaluations[first_flag_at])}" if first_flag_at is not None
@@ -446,127 +497,101 @@ def _column_section(name: str, run: dict[str, Any], series: list[dict[str, Any]]
         ]
         if first_at < len(series) - 1:
             first = series[first_at]
-            bars.append(_Bars(f"first in the log ({_where(evaluations[first_at])})", first["bins"],
-                              first["reference"], first["current"]))
+            bars.append(_Bars(f"first in the log ({_where(evaluations[first_at])})", first.bins,
+                              first.reference, first.current))
         end_title = f"latest ({_where(evaluations[-1])})"
-    notes.append(f"missing: reference {last['reference_missing_rate']:.2%}, window {last['missing_rate']:.2%}")
-    bars.append(_Bars(end_title, last["bins"], last["reference"], last["current"]))
-    min_psi: float | None = config.get("min_psi") or None
+    notes.append(f"missing: reference {last.reference_missing_rate:.2%}, window {last.missing_rate:.2%}")
+    bars.append(_Bars(end_title, last.bins, last.reference, last.current))
     panels = [
-        _Panel(f"{stat_name} statistic", [_Series("", [c["statistic"] for c in series])], flags),
-        _Panel("-log10 p-value", [_Series("", [_neglog10(c["p_value"]) for c in series])], flags,
+        _Panel(f"{stat_name} statistic", [_Series("", [c.statistic for c in series])], flags),
+        _Panel("-log10 p-value", [_Series("", [_neglog10(c.p_value) for c in series])], flags,
                -math.log10(alpha), f"alpha {alpha:g}"),
-        _Panel("PSI", [_Series("", [c["psi"] for c in series])], flags,
+        _Panel("PSI", [_Series("", [c.psi for c in series])], flags,
                min_psi, f"min PSI {min_psi:g}" if min_psi else ""),
-        _Panel("missing rate", [_Series("", [c["missing_rate"] for c in series])], flags),
+        _Panel("missing rate", [_Series("", [c.missing_rate for c in series])], flags),
     ]
-    return ColumnSection(name, bool(last["flagged"]), notes, _column_figure(bars, panels, timeline))
+    return ColumnSection(name, last.flagged, notes, _column_figure(bars, panels, timeline))
 
 
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _view_section(view: str, points: Sequence[dict[str, float] | None], timeline: _Timeline) -> ViewSection:
+def _view_section(view: str, points: Sequence[FreshnessSummary | None], timeline: _Timeline) -> ViewSection:
     latest = next(p for p in reversed(points) if p)
-    ttl_s = latest["ttl_s"]
+    ttl_s = latest.ttl_s
     ttl = f"TTL {ttl_s / 3600:g} h" if ttl_s else "no TTL"
     note = (
-        f"latest, over {latest['events']:,.0f} events: p50 {_hours(latest['p50_s'])}, "
-        f"p99 {_hours(latest['p99_s'])}; {ttl}; older than the TTL {latest['stale_share']:.1%}"
+        f"latest, over {latest.events:,} events: p50 {_hours(latest.p50_s)}, "
+        f"p99 {_hours(latest.p99_s)}; {ttl}; older than the TTL {latest.stale_share:.1%}"
     )
     ages = _Panel(
         "age, hours",
-        [_Series("age p50", [p["p50_s"] / 3600 if p else None for p in points]),
-         _Series("age p99", [p["p99_s"] / 3600 if p else None for p in points], _P99_COLOUR)],
+        [_Series("age p50", [p.p50_s / 3600 if p else None for p in points]),
+         _Series("age p99", [p.p99_s / 3600 if p else None for p in points], _P99_COLOUR)],
         reference_line=ttl_s / 3600 if ttl_s else None, reference_label=ttl,
     )
     stale = _Panel(
         "share older than the TTL" if ttl_s else "share older than the TTL (no TTL)",
-        [_Series("", [p["stale_share"] if p else None for p in points], _FLAG_COLOUR)],
+        [_Series("", [p.stale_share if p else None for p in points], _FLAG_COLOUR)],
     )
     return ViewSection(view, note, _freshness_figure(ages, stale, timeline))
-
-
-def summarize_log(run: dict[str, Any]) -> Iterator[str]:
-    """The printed summary of a worker log: span, restarts, flags by column, the latest evaluation."""
-    evaluations = run["evaluations"]
-    times = [e["event_time"] for e in evaluations if e.get("event_time")]
-    span = f" from {times[0]} to {times[-1]}" if times else ""
-    events = [e["events"] for e in evaluations]
-    restarts = sum(1 for a, b in pairwise(events) if b < a)
-    yield f"{len(evaluations)} evaluations{span}" + (
-        f"; the worker restarted {restarts} time(s) (events seen counts again from 0)" if restarts else ""
-    )
-    if run.get("skipped_lines"):
-        yield f"  {run['skipped_lines']} unreadable line(s) skipped"
-    ready = [e for e in evaluations if e["report"]["ready"]]
-    flagged = [e for e in ready if e["report"]["flagged"]]
-    yield f"{len(flagged)}/{len(ready)} ready evaluations with any flag (alpha {run['config']['alpha']:g})"
-    first: dict[str, str] = {}
-    counts: dict[str, int] = {}
-    for e in flagged:
-        for name in e["report"]["flagged"]:
-            first.setdefault(name, _where(e))
-            counts[name] = counts.get(name, 0) + 1
-    for name, at in first.items():
-        yield f"  {name}: flagged in {counts[name]}/{len(ready)}, first at {at}"
-    yield from final_lines(evaluations[-1])
 
 
 # --- page ------------------------------------------------------------------------------------------
 
 
-def _header(run: dict[str, Any], timeline: _Timeline) -> tuple[str, str]:
+def _header(run: DriftRun, timeline: _Timeline) -> tuple[str, str]:
     """The page title and the line under it: what was run or logged, how it was monitored, the x axis."""
-    config = run["config"]
-    model = f"{run['model']['name']} {run['model']['version']}"
+    model = f"{run.model.name} {run.model.version}"
     x_axis = f"x-axis: {timeline.label}, {timeline.span}"
-    if run["source"] == "simulate":
-        title = f"{model}, {config['drift']} after {config['stationary']:,} stationary events"
+    if isinstance(run, SimulationRun):
+        config = run.config
+        start = f" from {config.start.isoformat()}" if config.start else ""
+        title = f"{model}, {config.drift} after {config.stationary:,} stationary events"
         note = (
-            f"window {config['window']:,} events, evaluated every {config['every']:,}; "
-            f"Benjamini-Hochberg at alpha {config['alpha']:g} across columns and score; "
-            f"min PSI {config.get('min_psi', 0):g}; no flags before {config['min_events']:,} events; "
-            f"stationary part spans {config['hours']:g} h of event time from {config['start']}; {x_axis}"
+            f"window {config.window:,} events, evaluated every {config.every:,}; "
+            f"Benjamini-Hochberg at alpha {config.alpha:g} across columns and score; "
+            f"min PSI {config.min_psi:g}; no flags before {config.min_events:,} events; "
+            f"stationary part spans {config.hours:g} h of event time{start}; {x_axis}"
         )
         return title, note
     note = (
-        f"worker log {run['log']}: {len(run['evaluations'])} evaluations; window {config['window']:,} events; "
-        f"Benjamini-Hochberg at alpha {config['alpha']:g} across columns and score; {x_axis}"
+        f"worker log {run.log}: {len(run.evaluations)} evaluations; window {run.window:,} events; "
+        f"Benjamini-Hochberg at alpha {run.alpha:g} across columns and score; {x_axis}"
     )
     return f"{model}, running worker", note
 
 
-def page(run: dict[str, Any], x_axis: XAxis = "auto") -> Page:
+def page(run: DriftRun, x_axis: XAxis = "auto") -> Page:
     """What the page of a run (as returned by :func:`load_run`) shows, with its figures drawn."""
-    evaluations = run.get("evaluations") or []
+    evaluations = run.evaluations
     if not evaluations:
         raise ConfigError("the run has no evaluations; simulate more events or evaluate more often")
-    run = {"source": "simulate", **run}
     timeline = _timeline(run, x_axis)
-    views = list(dict.fromkeys(v for e in evaluations for v in e.get("freshness") or {}))
-    view_sections = [
-        _view_section(view, [(e.get("freshness") or {}).get(view) for e in evaluations], timeline) for view in views
-    ]
-    names = [c["name"] for c in evaluations[0]["report"]["features"]]
+    views = list(dict.fromkeys(v for e in evaluations for v in e.freshness))
+    view_sections = [_view_section(view, [e.freshness.get(view) for e in evaluations], timeline) for view in views]
+    names = [c.name for c in evaluations[0].report.features]
     columns = [
-        _column_section(name, run, [e["report"]["features"][j] for e in evaluations], timeline)
+        _column_section(name, run, [e.report.features[j] for e in evaluations], timeline)
         for j, name in enumerate(names)
     ]
-    if evaluations[0]["report"]["score"]:
-        series = [e["report"]["score"] for e in evaluations]
-        columns.append(_column_section("score (prediction drift)", run, series, timeline))
+    scores = [e.report.score for e in evaluations if e.report.score is not None]
+    if len(scores) == len(evaluations):
+        columns.append(_column_section("score (prediction drift)", run, scores, timeline))
     title, note = _header(run, timeline)
+    simulated = isinstance(run, SimulationRun)
     return Page(
         title=title,
         note=note,
-        summary="\n".join(summarize(run) if run["source"] == "simulate" else summarize_log(run)),
+        simulation=summarize(run) if isinstance(run, SimulationRun) else None,
+        log=summarize_log(run) if isinstance(run, WorkerRun) else None,
+        final=evaluations[-1],
         drift_start=timeline.drift_x is not None,
         age_basis=(
             "age = the event's (simulated) time minus the view's feature timestamp; negative: the stored values "
             "are stamped after the event"
-            if run["source"] == "simulate"
+            if simulated
             else "age = the worker's clock at scoring minus the view's feature timestamp"
         ),
         views=view_sections,
@@ -574,7 +599,12 @@ def page(run: dict[str, Any], x_axis: XAxis = "auto") -> Page:
     )
 
 
-def render(run: dict[str, Any], x_axis: XAxis = "auto") -> str:
+def _number(value: float | None, spec: str = "") -> str:
+    """``value`` formatted by ``spec`` (a format spec such as ``.4f``), ``-`` when there is none."""
+    return "-" if value is None else format(value, spec)
+
+
+def render(run: DriftRun, x_axis: XAxis = "auto") -> str:
     """The HTML page of a run, as returned by :func:`load_run` (``templates/report.html.j2``)."""
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
@@ -585,6 +615,8 @@ def render(run: dict[str, Any], x_axis: XAxis = "auto") -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    environment.filters["number"] = _number
+    environment.filters["stamp"] = lambda moment: _stamp(_utc(moment))
     return environment.get_template("report.html.j2").render(page=page(run, x_axis))
 
 
@@ -595,15 +627,30 @@ def _x_axis(value: str) -> XAxis:
     raise ConfigError(f"the x axis is one of {', '.join(X_AXES)}, not {value!r}")
 
 
-def write_report(source: Path, target: Path, x_axis: str = "auto") -> str:
-    """Render the run or drift log in ``source`` to ``target`` (HTML); return a one-line summary."""
+@dataclass(frozen=True)
+class ReportWritten:
+    """A report page written: of which run, where, and how large."""
+
+    source: Path
+    kind: Literal["simulate", "worker"]
+    evaluations: int
+    skipped_lines: int  # of a worker log: lines that were not a record
+    target: Path
+    size_bytes: int
+
+
+def write_report(source: Path, target: Path, x_axis: str = "auto") -> ReportWritten:
+    """Render the run or drift log in ``source`` to ``target`` (HTML)."""
     axis = _x_axis(x_axis)
     run = load_run(source)
-    html = render(run, axis)
+    html = render(run, axis).encode("utf-8")
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(html, encoding="utf-8")
-    skipped = f", {run['skipped_lines']} unreadable lines skipped" if run.get("skipped_lines") else ""
-    return (
-        f"report of {len(run['evaluations'])} evaluations ({run['source']}: {source}{skipped}) -> {target} "
-        f"({len(html) / 1024:.0f} KiB)"
+    target.write_bytes(html)
+    return ReportWritten(
+        source=source,
+        kind=run.source,
+        evaluations=len(run.evaluations),
+        skipped_lines=run.skipped_lines if isinstance(run, WorkerRun) else 0,
+        target=target,
+        size_bytes=len(html),
     )

@@ -117,12 +117,21 @@ class Prediction(BaseModel):
 
     event_id: str
     prediction_id: str = Field(description="uuid5 of (event_id, model_name, model_version): stable.")
-    entities: dict[str, str] = Field(description="Entity join keys, e.g. customer_id and merchant_id.")
+    entities: dict[str, str | int] = Field(description="Entity join keys, e.g. customer_id and merchant_id.")
     model_name: str
     model_version: str
-    score: float = Field(description="Probability of the positive class (fraud).")
-    threshold: float = Field(description="Decision threshold of this model version.")
-    decision: bool = Field(description="score >= threshold.")
+    score: float = Field(
+        description="Binary: probability of the positive class (fraud). Multi-class: probability of the "
+        "decided class. Regression: the predicted value."
+    )
+    class_scores: dict[str, float] | None = Field(
+        default=None, description="Multi-class only: each class (as text) -> its probability."
+    )
+    threshold: float | None = Field(description="Binary: decision threshold of this model version.")
+    decision: bool | int | str | None = Field(
+        description="Binary: score >= threshold. Multi-class: the class with the highest probability. "
+        "Regression: null."
+    )
     missing_features: list[str] = Field(description="Features the store had no value for (scored as NaN).")
     degraded: bool = Field(description="True when features were missing because the store failed.")
     event_time: datetime

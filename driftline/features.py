@@ -12,11 +12,15 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from driftline.registry import FeatureSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Matrix = npt.NDArray[np.float64]
 
@@ -30,8 +34,8 @@ class OnlineRows:
     view_timestamps: list[dict[str, float]] = field(default_factory=list)
 
 
-#: Reads the online store for entity rows (join key -> value); raises FeatureStoreError on failure.
-FetchFeatures = Callable[[list[dict[str, str]]], Awaitable[OnlineRows]]
+#: Reads the online store for entity rows (join key or request field -> value); raises FeatureStoreError.
+FetchFeatures = Callable[[list[dict[str, object]]], Awaitable[OnlineRows]]
 
 
 def _numeric_column(spec: FeatureSpec, values: Sequence[object]) -> Matrix:
@@ -97,3 +101,21 @@ def build_matrix(specs: Sequence[FeatureSpec], rows: Sequence[Mapping[str, objec
     """Build the model input from rows mapping ``FeatureSpec.name`` to a raw value."""
     columns = {spec.name: [row.get(spec.name) for row in rows] for spec in specs}
     return build_matrix_from_columns(specs, columns, len(rows))
+
+
+def build_frame(specs: Sequence[FeatureSpec], rows: Sequence[Mapping[str, object]]) -> pd.DataFrame:
+    """The model input for an estimator fitted on a DataFrame (``input_format="frame"``).
+
+    Numeric columns are floats (missing -> NaN) exactly as in :func:`build_matrix`; categorical
+    columns keep their raw strings (missing -> None) for the Pipeline's own encoder.
+    """
+    import pandas as pd
+
+    columns: dict[str, object] = {}
+    for spec in specs:
+        values = [row.get(spec.name) for row in rows]
+        if spec.kind == "categorical":
+            columns[spec.name] = pd.Series([v if isinstance(v, str) else None for v in values], dtype=object)
+        else:
+            columns[spec.name] = _numeric_column(spec, values)
+    return pd.DataFrame(columns, columns=[s.name for s in specs])

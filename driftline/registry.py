@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from driftline.errors import ChecksumMismatchError, ModelLoadError
 from driftline.reference_types import DriftReference
@@ -60,6 +60,26 @@ class FeatureSpec(BaseModel):
         return self.ref.split(":", 1)[0] if self.ref else None
 
 
+#: Feast value types a join key may have in an event (Feast's ValueType names, lower case).
+EntityType = Literal["string", "int64", "int32"]
+#: What the estimator predicts: the score and decision of a prediction follow from it.
+Task = Literal["binary", "multiclass", "regression"]
+#: How the estimator takes its input (see ModelMetadata.input_format).
+InputFormat = Literal["matrix", "frame"]
+#: A class label as the estimator's ``classes_`` holds it (JSON keeps strings and whole numbers apart).
+ClassLabel = int | str
+
+
+class EntitySpec(BaseModel):
+    """One entity join key the event carries: its event field, Feast join key and value type."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    field: str = Field(description="Event field holding the key.")
+    join_key: str = Field(description="Feast join key it fills.")
+    dtype: EntityType = Field(default="string", description="Feast value type of the join key.")
+
+
 class ModelMetadata(BaseModel):
     """Everything the worker needs to serve a model, and what a person needs to trust it."""
 
@@ -70,8 +90,24 @@ class ModelMetadata(BaseModel):
     created_at: datetime
     feature_service: str = Field(description="Feast FeatureService the model was trained on.")
     features: list[FeatureSpec] = Field(description="Model inputs in column order.")
-    entity_fields: dict[str, str] = Field(description="Event field -> Feast join key.")
-    threshold: float = Field(gt=0, lt=1)
+    entities: list[EntitySpec] = Field(description="Entity keys the event carries, typed.")
+    request_fields: list[FeatureSpec] = Field(
+        default_factory=list,
+        description="Event fields Feast's on-demand feature views read (request sources); not model columns.",
+    )
+    task: Task = "binary"
+    input_format: InputFormat = Field(
+        default="matrix",
+        description="matrix: floats, categorical levels as codes (driftline.features). frame: a pandas "
+        "DataFrame with the features' names and raw categorical strings, for Pipelines that encode them.",
+    )
+    classes: list[ClassLabel] | None = Field(
+        default=None, description="The estimator's classes_, in predict_proba column order (classifiers)."
+    )
+    positive_class: ClassLabel | None = Field(
+        default=None, description="Binary: the class whose probability is the score."
+    )
+    threshold: float | None = Field(default=None, gt=0, lt=1, description="Binary: decision threshold.")
     training_window: tuple[datetime, datetime]
     metrics: dict[str, float] = Field(description="Held-out evaluation: roc_auc, pr_auc, brier, ...")
     library_versions: dict[str, str]
@@ -79,6 +115,49 @@ class ModelMetadata(BaseModel):
     reference: DriftReference | None = Field(
         default=None, description="Reference sketches of inputs and score, for drift monitoring."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _entities_from_v1(cls, data: object) -> object:
+        # Metadata written before entity types existed kept ``entity_fields`` (event field -> join key)
+        # and a binary 0/1 classifier implicitly.
+        if isinstance(data, dict) and "entity_fields" in data and "entities" not in data:
+            data = dict(data)
+            fields: dict[str, str] = data.pop("entity_fields")
+            data["entities"] = [{"field": f, "join_key": k} for f, k in fields.items()]
+            data.setdefault("classes", [0, 1])
+            data.setdefault("positive_class", 1)
+        return data
+
+    @model_validator(mode="after")
+    def _task_is_complete(self) -> ModelMetadata:
+        classes = self.classes or []
+        if self.task == "regression":
+            if self.classes or self.threshold is not None or self.positive_class is not None:
+                raise ValueError("a regression model has no classes, positive class or threshold")
+            return self
+        if len(classes) < 2 or len(set(classes)) != len(classes):
+            raise ValueError(f"a {self.task} classifier needs two or more distinct classes, got {classes}")
+        if self.task == "binary":
+            if len(classes) != 2 or self.positive_class not in classes or self.threshold is None:
+                raise ValueError(
+                    "a binary classifier needs exactly two classes, a positive class among them and a threshold"
+                )
+        elif self.threshold is not None or self.positive_class is not None:
+            raise ValueError("a multiclass model decides by argmax: no threshold or positive class")
+        return self
+
+    @property
+    def entity_fields(self) -> dict[str, str]:
+        """Event field -> Feast join key, in the metadata's order."""
+        return {e.field: e.join_key for e in self.entities}
+
+    @property
+    def positive_index(self) -> int:
+        """Binary: the predict_proba column of the positive class."""
+        if self.classes is None or self.positive_class is None:
+            raise ValueError(f"model {self.name} is not a binary classifier")
+        return self.classes.index(self.positive_class)
 
     @field_validator("reference", mode="before")
     @classmethod
@@ -104,6 +183,35 @@ class LoadedModel(BaseModel):
 
     metadata: ModelMetadata
     estimator: Any
+
+
+def estimator_problems(estimator: object, metadata: ModelMetadata) -> list[str]:
+    """What keeps ``estimator`` from serving as ``metadata`` says (empty: nothing).
+
+    Checked when a model is registered and again when it is loaded: the task's method, the classes
+    in ``predict_proba``'s column order, and the input width and names the estimator was fitted on.
+    """
+    problems: list[str] = []
+    method = "predict" if metadata.task == "regression" else "predict_proba"
+    if not callable(getattr(estimator, method, None)):
+        problems.append(f"a {metadata.task} model needs {method}(), which {type(estimator).__name__} lacks")
+    if metadata.task != "regression":
+        fitted = getattr(estimator, "classes_", None)
+        classes = [c.item() if hasattr(c, "item") else c for c in fitted] if fitted is not None else None
+        if classes != metadata.classes:
+            problems.append(f"the estimator's classes are {classes}, the metadata says {metadata.classes}")
+    names = [f.name for f in metadata.features]
+    width = getattr(estimator, "n_features_in_", None)
+    if width is not None and width != len(names):
+        problems.append(f"the estimator was fitted on {width} inputs, the feature list has {len(names)}")
+    fitted_names = getattr(estimator, "feature_names_in_", None)
+    if fitted_names is not None and list(fitted_names) != names:
+        missing = [n for n in fitted_names if n not in names]
+        detail = f"missing {missing}" if missing else f"order {list(fitted_names)}"
+        problems.append(f"the estimator's input columns differ from the feature list ({detail})")
+    if fitted_names is not None and metadata.input_format != "frame":
+        problems.append("the estimator was fitted on a DataFrame; register it with input_format 'frame'")
+    return problems
 
 
 def sha256_of(data: bytes) -> str:
@@ -198,6 +306,7 @@ class ModelRegistry:
             estimator = pickle.loads(data)
         except Exception as exc:
             raise ModelLoadError(f"model {name} version {version}: artifact cannot be read: {exc}") from exc
-        if not hasattr(estimator, "predict_proba"):
-            raise ModelLoadError(f"model {name} version {version}: estimator has no predict_proba")
+        problems = estimator_problems(estimator, metadata)
+        if problems:
+            raise ModelLoadError(f"model {name} version {version}: {'; '.join(problems)}")
         return LoadedModel(metadata=metadata, estimator=estimator)

@@ -7,6 +7,8 @@ names are spelled out here and nowhere else; README's settings table lists the s
 from __future__ import annotations
 
 import logging
+import re
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -19,6 +21,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -65,6 +68,34 @@ class StackEndpoints(BaseModel):
         except ValidationError as exc:
             logger.warning("ignoring the dev stack record %s: not a valid record (%d errors)", path, exc.error_count())
             return None
+
+
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def utc_instant(value: object) -> datetime:
+    """A date (its 00:00 UTC) or an RFC 3339 time with an offset, as a UTC datetime in whole seconds.
+
+    A time without an offset is refused rather than guessed: the same text must name the same
+    instant on every machine, whatever its local zone.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = date.fromisoformat(text) if _DATE_ONLY.fullmatch(text) else datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is neither a date (2026-01-01) nor an RFC 3339 time (2026-01-01T06:00:00Z)"
+            ) from None
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"{value.isoformat()} has no UTC offset; add one, e.g. Z or +02:00")
+        if value.microsecond:
+            raise ValueError(f"{value.isoformat()} has a fraction of a second; give whole seconds")
+        return value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    raise ValueError(f"expected a date or a time, not {type(value).__name__}")
 
 
 def mask_url(url: str) -> str:
@@ -224,8 +255,19 @@ class RedisSettings(_Base):
 
 
 class FeastSettings(RedisSettings):
-    """Feast project settings; the online store is the Redis of ``REDIS_URL``."""
+    """Which Feast repo serves features.
 
+    ``DRIFTLINE_FEAST_REPO`` names a folder with a ``feature_store.yaml``; its project, registry and
+    online store (Redis connection string, password, TLS) are used as Feast reads them. Unset, the
+    bundled example repo is used, configured from driftline's own settings: project
+    ``DRIFTLINE_FEAST_PROJECT``, registry under ``DRIFTLINE_HOME``, online store at ``REDIS_URL``.
+    """
+
+    feast_repo: Path | None = Field(
+        default=None,
+        validation_alias=_env("DRIFTLINE_FEAST_REPO"),
+        description="A Feast repo folder (with feature_store.yaml); unset: the bundled example.",
+    )
     feast_project: str = Field(default="driftline", validation_alias=_env("DRIFTLINE_FEAST_PROJECT"))
 
 
@@ -338,9 +380,20 @@ class TrainingSettings(FeastSettings, ModelSettings, WorldSettings):
 
     n_transactions: int = Field(default=60_000, ge=1_000, validation_alias=_env("DRIFTLINE_N_TRANSACTIONS"))
     history_days: int = Field(default=60, ge=7, validation_alias=_env("DRIFTLINE_HISTORY_DAYS"))
+    data_start: datetime | None = Field(
+        default=None, validation_alias=_env("DRIFTLINE_DATA_START"),
+        description="Start of the generated history (a date or RFC 3339 time, UTC); unset: DRIFTLINE_HISTORY_DAYS "
+        "before today's 00:00 UTC, so the history ends at the start of the current UTC day.",
+    )
     decision_threshold: float = Field(
         default=0.5, gt=0, lt=1, validation_alias=_env("DRIFTLINE_DECISION_THRESHOLD")
     )
+
+    @field_validator("data_start", mode="before")
+    @classmethod
+    def _data_start_in_utc(cls, value: object) -> object:
+        # An empty variable counts as unset, as for the other settings.
+        return None if value is None or (isinstance(value, str) and not value.strip()) else utc_instant(value)
 
 
 class StackSettings(_Base):

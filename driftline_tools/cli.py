@@ -7,9 +7,11 @@ pulls in only what it needs (the worker never imports training code, for instanc
 from __future__ import annotations
 
 import logging
+import math
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -20,14 +22,20 @@ if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.table import Table
 
+    from drift.records import FreshnessSummary, RunEvaluation
+    from drift.report import ReportWritten
     from driftline.settings import KafkaSettings, ModelSettings, RedisSettings
-    from driftline_tools.scenarios import ScenarioResult
+    from driftline_tools.bench.measure import BenchReport
+    from driftline_tools.demo import DemoResult
+    from driftline_tools.scenarios import P99Comparison, ScenarioResult, SoakResult, SoakSample
     from driftline_tools.simulation import DriftSimulation
     from driftline_tools.stack import ServiceStatus
     from feature_repo.store import ApplyResult, MaterializeResult
     from producers.admin import TopicOutcome
     from producers.deadletters import DeadLetterReport, ReplayResult
+    from producers.publish import PublishSummary
     from training.data import GenerateResult
+    from training.register import RegisterResult
     from training.train import TrainResult
 
 logger = logging.getLogger(__name__)
@@ -84,10 +92,13 @@ def _show(*renderables: RenderableType) -> None:
 
 
 def _echo_json(data: object) -> None:
-    """Print ``data`` (dataclasses, pydantic models, lists and dicts of them) as indented JSON."""
+    """Print ``data`` (dataclasses, pydantic models, lists and dicts of them) as indented JSON.
+
+    A NaN figure (a latency nothing was measured for) prints as null: ``NaN`` is not JSON, and jq refuses it.
+    """
     from pydantic_core import to_json
 
-    typer.echo(to_json(data, indent=2).decode())
+    typer.echo(to_json(data, indent=2, inf_nan_mode="null").decode())
 
 
 @contextmanager
@@ -229,16 +240,177 @@ def scenarios_table(results: Sequence[ScenarioResult]) -> Table:
     return table
 
 
-def generate_renderables(result: GenerateResult) -> list[RenderableType]:
-    """The world and history of ``driftline data generate``, then one row per file written."""
+def _number(value: float | None, digits: int) -> str:
+    """``value`` with thousands separators and ``digits`` decimals; ``n/a`` for a missing or NaN figure."""
+    return "n/a" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def _facts(title: str | None, rows: Sequence[Sequence[object]]) -> Table:
+    """A two-column table of labelled facts, without a header row."""
+    table = _table(title, ["", ""], rows)
+    table.show_header = False
+    table.columns[0].no_wrap = True  # labels are short: the values wrap on a narrow console
+    return table
+
+
+def publish_table(summary: PublishSummary) -> Table:
+    """What ``driftline produce`` published: counts, duration, rate and the event-id range."""
+    event_ids = f"{summary.first_event_id} .. {summary.last_event_id}" if summary.first_event_id is not None else ""
+    return _facts(
+        None,
+        [
+            ["topic", summary.topic],
+            ["attempted", summary.attempted],
+            ["sent (acknowledged)", f"{summary.sent} ({summary.invalid_sent} invalid)"],
+            ["failed", summary.failed],
+            ["seconds", f"{summary.seconds:.2f}"],
+            ["rate", f"{summary.rate:.0f} events/s"],
+            ["event ids", event_ids],
+            ["aborted", "YES: the producer kept failing" if summary.aborted else "no"],
+        ],
+    )
+
+
+def soak_sample_text(sample: SoakSample) -> str:
+    """One soak sample as a line of progress."""
+    return (
+        f"{sample.elapsed_s:.0f}s: {sample.scored_total} scored, worker RSS {sample.rss_mb:.1f} MB, "
+        f"e2e mean {_number(sample.e2e_mean_ms, 1)} ms, p99 {_number(sample.e2e_p99_ms, 0)} ms"
+    )
+
+
+def p99_comparison_text(p99: P99Comparison) -> str:
+    """The soak's last-window p99 against its first, or why there is no ratio."""
+    minutes = f"{p99.window_s / 60:g} min"
+    figures = f"{_number(p99.last_p99_ms, 0)} / {_number(p99.first_p99_ms, 0)} ms"
+    if p99.ratio is not None:
+        verdict = f"{figures} = {p99.ratio:.2f}x"
+    elif math.isnan(p99.first_p99_ms) or math.isnan(p99.last_p99_ms):
+        verdict = f"n/a ({figures}: a window saw no events)"
+    else:
+        verdict = f"n/a (a run under {2 * p99.window_s / 60:g} min: the windows overlap)"
+    return f"e2e p99, last {minutes} / first {minutes}: {verdict}"
+
+
+def soak_table(result: SoakResult) -> Table:
+    """One row per soak sample; the caption compares the last window's p99 with the first's."""
     from rich.text import Text
 
-    world = Text(
-        f"world: seed {result.seed}, {result.n_customers} customers, {result.n_merchants} merchants; "
-        f"history {result.history_start.isoformat()} .. {result.history_end.isoformat()}; "
-        f"fraud rate {result.fraud_rate:.2%}"
+    columns = ["elapsed s", "scored", "worker RSS MB", "e2e mean ms", "e2e p99 ms (bucket bound)"]
+    rows = [
+        [f"{s.elapsed_s:.0f}", s.scored_total, f"{s.rss_mb:.1f}", _number(s.e2e_mean_ms, 1), _number(s.e2e_p99_ms, 0)]
+        for s in result.samples
+    ]
+    table = _table(
+        f"soak: {result.rate:g} events/s through one worker for {result.minutes:g} min, "
+        f"a sample every {result.sample_every_s:g}s",
+        columns,
+        rows,
     )
-    table = _table(None, ["file", "rows", "path"], [[f.name, f.rows, f.path] for f in result.files])
+    table.caption = Text(p99_comparison_text(result.p99))
+    table.caption_justify = "left"
+    for column in table.columns:
+        column.justify = "right"
+    return table
+
+
+def bench_tables(report: BenchReport) -> list[Table]:
+    """The headline figures per contender, latency per offered load, and driftline's ratios to the others."""
+    smoke = " (smoke: tiny counts, figures meaningless)" if report.smoke else ""
+    headline = _table(
+        f"bench{smoke}: {report.workers} process(es) per contender, {report.partitions} partitions",
+        ["contender", "procs", "max events/s", "CPU s / 1k events", "peak RSS MB", "start to first prediction s"],
+        [
+            [
+                c.name,
+                c.processes,
+                _number(c.max_throughput_per_s, 0),
+                _number(c.cpu_s_per_1k, 3),
+                _number(c.peak_rss_mb, 0),
+                _number(c.start_to_first_prediction_s, 2),
+            ]
+            for c in report.contenders
+        ],
+    )
+    loads = _table(
+        "latency per offered load",
+        ["contender", "load", "offered events/s", "scored/sent", "p50 ms", "p95 ms", "p99 ms", "CPU s / 1k", "note"],
+        [
+            [
+                c.name,
+                f"{load.fraction:.0%}",
+                _number(load.offered_per_s, 0),
+                f"{load.scored}/{load.sent}",
+                _number(load.p50_ms, 1),
+                _number(load.p95_ms, 1),
+                _number(load.p99_ms, 1),
+                _number(load.cpu_s_per_1k, 3),
+                load.note,
+            ]
+            for c in report.contenders
+            for load in c.loads
+        ],
+    )
+    ratios = report.ratios()
+    names = list(dict.fromkeys(name for values in ratios.values() for name in values))
+    ratio_table = _table(
+        "ratios",
+        ["ratio", *names],
+        [[label, *(_number(values[n], 2) if n in values else "" for n in names)] for label, values in ratios.items()],
+    )
+    for table, numeric in ((headline, slice(1, 6)), (loads, slice(1, 8)), (ratio_table, slice(1, None))):
+        # Names stay whole on a narrow console (scripts grep for "driftline/raw-floor"); figures wrap first.
+        table.columns[0].no_wrap = True
+        for column in table.columns[numeric]:
+            column.justify = "right"
+    return [headline, loads, ratio_table]
+
+
+def demo_renderables(result: DemoResult) -> list[RenderableType]:
+    """The demo's summary table (sent, scored, dead-lettered, unaccounted, latency, metrics), then what next."""
+    from rich.text import Text
+
+    by_type = ", ".join(f"{name} {count}" for name, count in result.dead_letters_by_type.items())
+    # The model version and the worker's log are in the log and the JSON; the table keeps to the figures.
+    summary = _facts(
+        "driftline demo summary",
+        [
+            ["sent", f"{result.sent} ({result.invalid_sent} deliberately invalid)"],
+            ["scored", f"{result.scored} (flagged as fraud: {result.flagged})"],
+            ["dead-lettered", f"{result.dead_lettered} ({by_type})" if by_type else result.dead_lettered],
+            ["unaccounted", f"{result.unaccounted} (after waiting {result.waited_s:.1f}s)"],
+            [
+                "latency event_time -> scored",
+                f"p50 {_number(result.latency_p50_ms, 1)} ms, p99 {_number(result.latency_p99_ms, 1)} ms",
+            ],
+            [
+                "worker metrics",
+                f"{result.metrics_url}: driftline_events_processed_total scored={result.metrics_scored:.0f} "
+                f"dead_lettered={result.metrics_dead_lettered:.0f}",
+            ],
+            ["model", f"{result.model} (see `driftline model list`)"],
+        ],
+    )
+    next_steps = ["tail the output with `driftline tail --from-beginning --limit 5`"]
+    if result.stack_running:
+        next_steps.append("the embedded stack is still up; stop it with `driftline stack down`")
+    return [summary, Text("\n".join(next_steps))]
+
+
+def generate_renderables(result: GenerateResult) -> list[RenderableType]:
+    """The world, history and writer of ``driftline data generate``, then one row per file with its SHA-256."""
+    from rich.text import Text
+
+    start_note = "" if result.start_given else " (default start: ends today 00:00 UTC; --start fixes it)"
+    world = Text(
+        f"world: seed {result.seed}, {result.n_customers} customers, {result.n_merchants} merchants, "
+        f"{result.n_transactions} transactions; "
+        f"history {result.history_start.isoformat()} .. {result.history_end.isoformat()}{start_note}; "
+        f"fraud rate {result.fraud_rate:.2%}\n"
+        f"parquet by {result.parquet_writer}: the same seed, sizes, start and writer give the same bytes"
+    )
+    rows = [[f.name, f.rows, f.sha256, f.path] for f in result.files]
+    table = _table(None, ["file", "rows", "sha256", "path"], rows)
     table.columns[1].justify = "right"
     return [world, table]
 
@@ -255,7 +427,8 @@ def materialize_lines(result: MaterializeResult) -> list[str]:
     """What ``driftline feast materialize`` loaded, and over which window."""
     return [
         f"Feast project {result.project}: materialized {', '.join(result.views)}",
-        f"window: {result.start.isoformat()} .. {result.end.isoformat()} into the Redis online store",
+        f"window: {result.start.isoformat() if result.start else 'since the last run'} .. {result.end.isoformat()} "
+        "into the online store",
     ]
 
 
@@ -274,7 +447,8 @@ def train_renderables(result: TrainResult) -> list[RenderableType]:
                 f"train {result.train_rows} rows ({start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M}), "
                 f"test {result.test_rows} rows from {result.test_start:%Y-%m-%d %H:%M}",
                 f"join {result.join_s:.1f}s, fit {result.fit_s:.1f}s, total {result.total_s:.1f}s",
-                f"held-out metrics (decision threshold {result.threshold:g}):",
+                f"held-out metrics of the {result.task} model"
+                + (f" (decision threshold {result.threshold:g}):" if result.threshold is not None else ":"),
             ]
         )
     )
@@ -287,11 +461,102 @@ def train_renderables(result: TrainResult) -> list[RenderableType]:
     return [lines, metrics]
 
 
-def simulation_lines(simulation: DriftSimulation) -> list[str]:
-    """The events of ``driftline drift simulate``, then the simulation's own summary."""
-    from drift.simulate import render
+def _figure(value: float | None, spec: str) -> str:
+    """``value`` formatted by ``spec`` (``.4f``, ``.2e``, ...); ``-`` for a figure there is none of."""
+    return "-" if value is None else format(value, spec)
 
-    return [simulation.summary(), *render(simulation.result)]
+
+def drift_evaluation_table(evaluation: RunEvaluation, label: str = "evaluation") -> Table:
+    """Every column of one drift evaluation (and the score): its test, statistic, p-value, PSI, missing rate, flag."""
+    report = evaluation.report
+    rows = [
+        [
+            c.name,
+            c.statistic_name if c.tested else "-",
+            _figure(c.statistic, ".4f"),
+            _figure(c.p_value, ".2e"),
+            _figure(c.psi, ".4f"),
+            f"{c.missing_rate:.2%}",
+            "YES" if c.flagged else "",
+        ]
+        for c in report.columns
+    ]
+    title = f"{label} at event {report.events_seen} (window {report.window_events})"
+    table = _table(title, ["column", "test", "statistic", "p-value", "PSI", "missing", "flagged"], rows)
+    for column in table.columns[2:6]:
+        column.justify = "right"
+    return table
+
+
+def freshness_table(freshness: dict[str, FreshnessSummary]) -> Table:
+    """Per feature view, the age of the store's values when scored: p50, p99, TTL and the share older than it."""
+    rows = [
+        [
+            view,
+            f"{f.p50_s / 3600:.1f}",
+            f"{f.p99_s / 3600:.1f}",
+            f"{f.ttl_s / 3600:.0f}" if f.ttl_s else "no TTL",
+            f"{f.stale_share:.1%}",
+            f.events,
+        ]
+        for view, f in freshness.items()
+    ]
+    title = "freshness of the store's values over the window (age when scored)"
+    table = _table(title, ["feature view", "age p50 h", "age p99 h", "TTL h", "older than TTL", "events"], rows)
+    for column in table.columns[1:]:
+        column.justify = "right"
+    return table
+
+
+def simulation_renderables(simulation: DriftSimulation) -> list[RenderableType]:
+    """``driftline drift simulate``: events, reference, false alarms, detections, the final evaluation, cost."""
+    from rich.text import Text
+
+    result = simulation.result
+    run, summary = result.run, result.summary
+    strata = f"strata by {run.strata.feature}" if run.strata.feature else "no strata"
+    sketch = "?" if result.reference_version is None else result.reference_version
+    head = [
+        simulation.summary(),
+        f"model {run.model.name} {run.model.version}: reference sketch v{sketch} (n={result.reference_n}; {strata})",
+        f"stationary part: {summary.false_alarms}/{summary.stationary_evaluations} evaluations with any flag "
+        f"({summary.false_alarm_share:.1%}; alpha {summary.alpha:g}, min PSI {summary.min_psi:g})",
+    ]
+    if summary.false_alarms_by_column:
+        head.append(
+            "false alarms by column: " + ", ".join(f"{k} {v}" for k, v in summary.false_alarms_by_column.items())
+        )
+    drift = f"drift {summary.drift} from event {summary.drift_start_event} ({summary.drifted_evaluations} evaluations"
+    head.append(drift + (" after it)" if summary.detections else " after it): nothing flagged after the drift started"))
+    renderables: list[RenderableType] = [Text("\n".join(head))]
+    if summary.detections:
+        columns = ["column", "first flagged (events after the drift started)", "flagged in evaluations after it"]
+        rows = [[d.column, d.first_after, f"{d.flagged}/{summary.drifted_evaluations}"] for d in summary.detections]
+        renderables.append(_table("flagged after the drift started", columns, rows))
+    if run.evaluations:
+        final = run.evaluations[-1]
+        renderables.append(drift_evaluation_table(final, "final evaluation"))
+        if final.freshness:
+            renderables.append(freshness_table(final.freshness))
+    tail = [
+        f"fraud rate / mean score: stationary {result.fraud_rate[0]:.2%} / {result.mean_score[0]:.2%}, "
+        f"drifted {result.fraud_rate[1]:.2%} / {result.mean_score[1]:.2%}",
+        f"cost: observe {_figure(run.timing.observe_ms_per_batch, '.3f')} ms per batch of {run.config.batch}, "
+        f"evaluate {_figure(run.timing.evaluate_ms, '.1f')} ms; total {result.total_s:.1f}s",
+    ]
+    if result.out is not None:
+        tail.append(f"evaluations -> {result.out}")
+    renderables.append(Text("\n".join(tail)))
+    return renderables
+
+
+def report_written_text(written: ReportWritten) -> str:
+    """What ``driftline drift report`` wrote, from which run."""
+    skipped = f", {written.skipped_lines} unreadable lines skipped" if written.skipped_lines else ""
+    return (
+        f"report of {written.evaluations} evaluations ({written.kind}: {written.source}{skipped}) -> "
+        f"{written.target} ({written.size_bytes / 1024:.0f} KiB)"
+    )
 
 
 # --- embedded stack -------------------------------------------------------------------------------
@@ -359,13 +624,30 @@ def stack_env(as_json: JsonOption = False) -> None:
 
 
 @data_app.command("generate")
-def data_generate(as_json: JsonOption = False) -> None:
+def data_generate(
+    seed: Annotated[int | None, typer.Option(help="Seed of the world (default: DRIFTLINE_SEED).")] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="Start of the history: a date or RFC 3339 time, UTC (default: DRIFTLINE_DATA_START, else "
+            "DRIFTLINE_HISTORY_DAYS before today's 00:00 UTC). Fixed, the files are the same bytes every run."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
     """Write the offline parquet sources (customers, merchants, labelled transactions)."""
-    from driftline.settings import TrainingSettings
+    from driftline.settings import TrainingSettings, utc_instant
     from training.data import generate
 
+    settings = TrainingSettings()
+    overrides: dict[str, object] = {} if seed is None else {"seed": seed}
+    if start is not None:
+        try:
+            overrides["data_start"] = utc_instant(start)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--start") from None
     with _progress("generating the example world's data"):
-        result = generate(TrainingSettings())
+        result = generate(settings.model_copy(update=overrides))
     if as_json:
         _echo_json(result)
     else:
@@ -404,23 +686,139 @@ def feast_materialize(as_json: JsonOption = False) -> None:
             typer.echo(line)
 
 
+def _edges(text: str | None) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",")) if text else ()
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of numbers") from None
+
+
 @app.command("train")
 def train(
+    feature_service: Annotated[
+        str | None, typer.Option(help="Feast feature service to train on (default: the example's fraud_v1).")
+    ] = None,
+    entity_df: Annotated[
+        Path | None, typer.Option(help="Parquet of labelled rows: join keys, event_timestamp, request fields, label.")
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="Label column of the entity dataframe.")] = None,
+    estimator: Annotated[
+        str, typer.Option(help="hgb-classifier, hgb-regressor, logistic, linear, forest-classifier, "
+                          "forest-regressor, or a dotted path to a class.")
+    ] = "hgb-classifier",
+    request_feature: Annotated[
+        list[str] | None, typer.Option(help="Entity-dataframe column the model reads from the event (repeatable).")
+    ] = None,
+    positive_class: Annotated[str | None, typer.Option(help="Binary: the positive class (default 1 for 0/1).")] = None,
+    threshold: Annotated[float, typer.Option(help="Binary: decision threshold.")] = 0.5,
+    stratify_by: Annotated[str | None, typer.Option(help="Drift: a numeric input whose blocks stratify.")] = None,
+    stratum_edges: Annotated[str | None, typer.Option(help="Drift: block edges, e.g. 6,12,18.")] = None,
     promote: Annotated[bool, typer.Option(help="Point production at the new version.")] = True,
     as_json: JsonOption = False,
 ) -> None:
-    """Build a point-in-time-correct training set from Feast, train, evaluate, register."""
+    """Build a point-in-time-correct training set from Feast, train, evaluate, register.
+
+    Without --feature-service, --entity-df and --label it trains the fraud example.
+    """
     from driftline.settings import TrainingSettings
-    from training.train import run
+    from training.train import TrainRequest, request_specs, run
 
     settings = TrainingSettings()
     _log_connections(settings)
+    request: TrainRequest | None = None
+    given = [feature_service, entity_df, label]
+    if any(given):
+        if not all(given):
+            raise typer.BadParameter("--feature-service, --entity-df and --label go together")
+        assert feature_service is not None and entity_df is not None and label is not None
+        import pandas as pd
+
+        columns = request_feature or []
+        sample = pd.read_parquet(entity_df, columns=columns) if columns else pd.DataFrame()
+        request = TrainRequest(
+            feature_service=feature_service, entity_df=entity_df, label=label, estimator=estimator,
+            request_features=request_specs(sample, columns), positive_class=positive_class,
+            threshold=threshold, stratify_by=stratify_by, stratum_edges=_edges(stratum_edges),
+        )
+    elif settings.feast_repo is not None:
+        raise typer.BadParameter("with DRIFTLINE_FEAST_REPO set, give --feature-service, --entity-df and --label")
     with _progress("training: Feast training set, fit, evaluate, register"):
-        result = run(settings, promote=promote)
+        result = run(settings, promote=promote, request=request)
     if as_json:
         _echo_json(result)
     else:
         _show(*train_renderables(result))
+
+
+def register_renderables(result: RegisterResult) -> list[RenderableType]:
+    """The version ``driftline model register`` made: what it serves, its event keys and sample metrics."""
+    from rich.text import Text
+
+    production = " (production)" if result.promoted else ""
+    carry = [f"{e.field} ({e.dtype})" for e in result.entities] + result.request_fields
+    lines = Text(
+        f"model {result.model} {result.version}{production}: {result.task}, {len(result.features)} inputs "
+        f"({result.input_format}) from {result.feature_service}\n"
+        f"events carry: {', '.join(carry)}\n"
+        f"drift reference from {result.reference_rows} sample rows"
+    )
+    table = _table("inputs", ["#", "column"], [[i, name] for i, name in enumerate(result.features)])
+    metrics = _table("metrics on the sample", ["metric", "value"],
+                     [[k, f"{v:.4f}"] for k, v in sorted(result.metrics.items())])
+    return [lines, table, metrics] if result.metrics else [lines, table]
+
+
+@model_app.command("register")
+def model_register(
+    model_file: Annotated[Path, typer.Argument(help="A pickled (or .joblib) fitted scikit-learn estimator.")],
+    name: Annotated[str, typer.Option(help="Model name (DRIFTLINE_MODEL_NAME serves it).")],
+    feature_service: Annotated[str, typer.Option(help="The Feast feature service the model reads.")],
+    sample: Annotated[
+        Path, typer.Option(help="Parquet of entity rows (join keys, event_timestamp, request fields): "
+                           "the drift reference, and metrics with --label.")
+    ],
+    label: Annotated[str | None, typer.Option(help="Label column of the sample, for metrics.")] = None,
+    positive_class: Annotated[str | None, typer.Option(help="Binary: the positive class (default 1 for 0/1).")] = None,
+    threshold: Annotated[float, typer.Option(help="Binary: decision threshold.")] = 0.5,
+    stratify_by: Annotated[str | None, typer.Option(help="Drift: a numeric input whose blocks stratify.")] = None,
+    stratum_edges: Annotated[str | None, typer.Option(help="Drift: block edges, e.g. 6,12,18.")] = None,
+    promote: Annotated[bool, typer.Option(help="Point production at the new version.")] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Register a model trained anywhere: check it against the feature service, sketch its drift reference."""
+    from driftline.settings import TrainingSettings
+    from training.register import RegisterRequest, register
+
+    settings = TrainingSettings()
+    request = RegisterRequest(
+        model_file=model_file, name=name, feature_service=feature_service, sample=sample, label=label,
+        positive_class=positive_class, threshold=threshold, stratify_by=stratify_by,
+        stratum_edges=_edges(stratum_edges), promote=promote,
+    )
+    with _progress(f"registering {model_file}"):
+        result = register(settings, request)
+    if as_json:
+        _echo_json(result)
+    else:
+        _show(*register_renderables(result))
+
+
+@app.command("schema")
+def schema(
+    version: Annotated[str | None, typer.Option(help="A registered version (default: production).")] = None,
+) -> None:
+    """Print the event the served model expects, as JSON Schema, for producers to validate against."""
+    from driftline.registry import ModelRegistry
+    from driftline.settings import WorkerSettings
+    from stream_app.core.validation import EventRules, event_json_schema
+
+    settings = WorkerSettings()
+    meta = ModelRegistry(settings.registry_dir).load(settings.model_name, version).metadata
+    rules = EventRules.for_model(
+        meta.entities, meta.features, settings.max_event_bytes, settings.max_future_skew_s,
+        settings.max_event_age_s, meta.request_fields,
+    )
+    _echo_json(event_json_schema(rules, f"event for model {meta.name} version {meta.version}"))
 
 
 @model_app.command("list")
@@ -463,9 +861,10 @@ def drift_simulate(
     seed: Annotated[int, typer.Option(help="Seed of the simulated events.")] = 11,
     version: Annotated[str | None, typer.Option(help="Model version; default production.")] = None,
     out: Annotated[Path | None, typer.Option(help="Write every evaluation to this JSON file.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Stream stationary then drifted events through features, model and drift monitor; summarize."""
-    from drift.simulate import SimulationConfig
+    from drift.records import SimulationConfig
     from driftline.settings import TrainingSettings
     from driftline_tools.simulation import run
 
@@ -486,8 +885,10 @@ def drift_simulate(
     _log_connections(settings)
     with _progress(f"simulating {stationary} stationary + {drifted} {drift} events"):
         simulation = run(settings, config, out)
-    for line in simulation_lines(simulation):
-        typer.echo(line)
+    if as_json:
+        _echo_json(simulation)
+    else:
+        _show(*simulation_renderables(simulation))
 
 
 @drift_app.command("report")
@@ -504,13 +905,14 @@ def drift_report(
     ] = False,
     model_version: Annotated[
         str | None,
-        typer.Option(help="Model version of a worker log (default: from its file name); with --latest, its log."),
+        typer.Option(help="With --latest: the newest log of this model version (default: of any version)."),
     ] = None,
     x_axis: Annotated[
         str,
         typer.Option(help="auto, events or time; auto: events seen, or time when a worker log's count restarts."),
     ] = "auto",
     output: Annotated[Path, typer.Option("--output", help="HTML file to write.")] = Path("drift-report.html"),
+    as_json: JsonOption = False,
 ) -> None:
     """Render a simulation run or a running worker's drift log as a self-contained HTML page (inline SVG)."""
     from drift.report import latest_log, write_report
@@ -520,7 +922,11 @@ def drift_report(
     if (input is None) == (not latest):
         raise ConfigError("give either --input FILE or --latest")
     source = input if input is not None else latest_log(TrainingSettings().home, model_version)
-    typer.echo(write_report(source, output, x_axis))
+    written = write_report(source, output, x_axis)
+    if as_json:
+        _echo_json(written)
+    else:
+        typer.echo(report_written_text(written))
 
 
 # --- streaming ------------------------------------------------------------------------------------
@@ -560,21 +966,32 @@ def produce(
     file: Annotated[
         Path | None, typer.Option(help="Publish JSON lines from this file ('-' for stdin) instead.")
     ] = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    key_field: Annotated[
+        str, typer.Option(help="With --file: the field whose value keys each record (its partition).")
+    ] = "customer_id",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar (on stderr, when it is a terminal).")] = True,
+    as_json: JsonOption = False,
 ) -> None:
-    """Publish generated transaction events (or JSON lines) to the events topic."""
+    """Publish generated transaction events, or any JSON lines as they are, to the events topic.
+
+    Lines from --file are not checked against a schema: the worker validates them against the served
+    model and dead-letters what it refuses (`driftline schema` prints what it expects).
+    """
     from driftline.settings import ProducerSettings
     from producers.publish import publish_file, publish_generated
 
     settings = ProducerSettings()
     _log_connections(settings)
     if file is not None:
-        summary = publish_file(settings, file, rate=rate, progress=progress)
+        summary = publish_file(settings, file, rate=rate, progress=progress, key_field=key_field)
     else:
         summary = publish_generated(
             settings, count=count, rate=rate, invalid_fraction=invalid_fraction, drift=drift, progress=progress
         )
-    typer.echo(summary.describe())
+    if as_json:
+        _echo_json(summary)
+    else:
+        _show(publish_table(summary))
 
 
 @app.command("tail")
@@ -601,12 +1018,17 @@ def demo(
     rate: Annotated[float, typer.Option(help="Events per second.")] = 500.0,
     invalid_fraction: Annotated[float, typer.Option(help="Share of invalid events.")] = 0.02,
     keep_running: Annotated[bool, typer.Option(help="Leave the stack up afterwards.")] = True,
+    as_json: JsonOption = False,
 ) -> None:
-    """Run everything on the embedded stack and print a summary."""
+    """Run everything on the embedded stack and print a summary (the steps on the way are logged)."""
     from driftline_tools.demo import run_demo
 
-    for line in run_demo(events=events, rate=rate, invalid_fraction=invalid_fraction, keep_running=keep_running):
-        typer.echo(line)
+    with _job_output_to_stderr():
+        result = run_demo(events=events, rate=rate, invalid_fraction=invalid_fraction, keep_running=keep_running)
+    if as_json:
+        _echo_json(result)
+    else:
+        _show(*demo_renderables(result))
 
 
 ErrorTypeOption = Annotated[str | None, typer.Option(help="Only this error type, e.g. invalid_field.")]
@@ -682,17 +1104,67 @@ def soak(
     minutes: Annotated[float, typer.Option(help="How long to stream.")] = 3.0,
     rate: Annotated[float, typer.Option(help="Events per second.")] = 200.0,
     every: Annotated[float, typer.Option(help="Seconds between samples.")] = 15.0,
+    out_dir: Annotated[Path, typer.Option(help="Folder for the JSON and PNG results.")] = Path("var/soak"),
+    as_json: JsonOption = False,
 ) -> None:
-    """Stream steadily through one worker on throwaway services; print memory and latency over time."""
+    """Stream steadily through one worker on throwaway services; show memory and latency over time."""
+    from driftline.contracts import utc_now
+    from driftline_tools.scenarios import SoakResult, write_soak_files
     from driftline_tools.scenarios import soak as run_soak
 
-    typer.echo("| elapsed s | scored | worker RSS MB | e2e mean ms | e2e p99 ms (bucket bound) |")
-    typer.echo("|---:|---:|---:|---:|---:|")
-    for sample in run_soak(minutes, rate, every):
-        typer.echo(
-            f"| {sample.elapsed_s:.0f} | {sample.scored_total} | {sample.rss_mb:.1f} | "
-            f"{sample.e2e_mean_ms:.1f} | {sample.e2e_p99_ms:.0f} |"
-        )
+    started = utc_now()
+    samples: list[SoakSample] = []
+    try:
+        with _job_output_to_stderr(), _soak_progress(minutes * 60) as show:
+            for sample in run_soak(minutes, rate, every):
+                samples.append(sample)
+                show(sample)
+    except KeyboardInterrupt:
+        # The throwaway services are already stopped (the soak's own clean-up ran): keep what was measured.
+        logger.warning("soak interrupted after %d samples; reporting those", len(samples))
+    result = SoakResult.of(started, minutes, rate, every, samples)
+    json_path, png_path = write_soak_files(result, out_dir)
+    if as_json:
+        _echo_json(result)
+        logger.info("results: %s; plot: %s", json_path, png_path)
+    else:
+        _show(soak_table(result))
+        typer.echo(f"results: {json_path}\nplot:    {png_path}")
+
+
+def _job_output_to_stderr() -> AbstractContextManager[object]:
+    """Send what a library prints while a job runs (Feast's materialize progress) to stderr.
+
+    stdout then carries the command's result alone, so ``--json`` output parses.
+    """
+    return redirect_stdout(sys.stderr)
+
+
+@contextmanager
+def _soak_progress(total_s: float) -> Iterator[Callable[[SoakSample], None]]:
+    """Show each soak sample as it arrives: a bar over the run on a terminal's stderr, else one log line each.
+
+    Samples come every 15 s or so through a run of minutes, so a person watching sees it move either way.
+    """
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield lambda sample: logger.info("soak %s", soak_sample_text(sample))
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Column
+
+    # The latest sample takes what width is left and is cut short on a narrow terminal; bar and clock keep theirs.
+    latest = TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1))
+    columns = (TextColumn("soak"), BarColumn(bar_width=20), TimeElapsedColumn(), latest)
+    with Progress(*columns, console=console, transient=True, expand=True) as progress:
+        task = progress.add_task("starting throwaway services", total=total_s)
+
+        def show(sample: SoakSample) -> None:
+            progress.update(task, completed=sample.elapsed_s, description=soak_sample_text(sample))
+
+        yield show
 
 
 @app.command("bench")
@@ -702,11 +1174,11 @@ def bench(
     drain_events: Annotated[int | None, typer.Option(help="Backlog drained to measure max throughput.")] = None,
     phase_seconds: Annotated[float | None, typer.Option(help="Seconds of each fixed-load latency step.")] = None,
     out_dir: Annotated[Path, typer.Option(help="Folder for the JSON and PNG results.")] = Path("var/bench"),
+    as_json: JsonOption = False,
 ) -> None:
     """Measure naive Faust, driftline and a raw asyncio floor on one throwaway stack; print ratios."""
     import dataclasses
     import signal
-    import sys
 
     from driftline_tools.bench.run import BenchConfig, run_bench
 
@@ -717,22 +1189,40 @@ def bench(
         config = dataclasses.replace(config, drain_events=drain_events)
     if phase_seconds is not None:
         config = dataclasses.replace(config, phase_seconds=phase_seconds)
-    report, json_path, png_path = run_bench(config, out_dir)
-    typer.echo(report.table())
-    typer.echo(f"\nresults: {json_path}\nplot:    {png_path}")
+    with _job_output_to_stderr():
+        report, json_path, png_path = run_bench(config, out_dir)
+    if as_json:
+        _echo_json(report.to_dict())
+        logger.info("results: %s; plot: %s", json_path, png_path)
+    else:
+        _show(*bench_tables(report))
+        typer.echo(f"results: {json_path}\nplot:    {png_path}")
 
 
 def main() -> None:
-    """Entry point of the ``driftline`` console script; a DriftlineError exits 1 with its message."""
-    from driftline.errors import DriftlineError
+    """Entry point of the ``driftline`` console script: errors become one line on stderr, never a traceback.
+
+    Exit 2 for what the user can fix (a setting, a repo, a model: :class:`ConfigError`,
+    :class:`ModelLoadError`, an invalid environment variable), 1 for other failures.
+    """
+    from pydantic import ValidationError
+
+    from driftline.errors import ConfigError, DriftlineError, ModelLoadError
     from driftline.logs import quiet_library_warnings
 
     quiet_library_warnings()
     try:
         app()
+    except (ConfigError, ModelLoadError) as exc:
+        typer.echo(f"driftline: {exc}", err=True)
+        raise SystemExit(2) from None
     except DriftlineError as exc:
         typer.echo(f"driftline: {exc}", err=True)
         raise SystemExit(1) from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or e['type']}: {e['msg']}" for e in exc.errors())
+        typer.echo(f"driftline: invalid setting: {problems}", err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

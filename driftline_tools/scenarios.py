@@ -11,6 +11,7 @@ run the same scenarios and require ``lost == 0``.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import signal
 import tempfile
@@ -18,9 +19,10 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -382,6 +384,77 @@ class SoakSample:
     rss_mb: float
     e2e_mean_ms: float  # mean end-to-end latency of the events handled in this interval
     e2e_p99_ms: float  # from the histogram's bucket deltas: an upper bound at bucket resolution
+
+
+#: The later check compares the soak's last five minutes with its first five.
+P99_WINDOW_S = 300.0
+
+
+@dataclass(frozen=True)
+class P99Comparison:
+    """The p99 of a soak's first and last windows, and the last over the first."""
+
+    window_s: float
+    first_p99_ms: float  # NaN when no interval of the window saw an event
+    last_p99_ms: float
+    ratio: float | None  # None when the windows would overlap (a run under two windows) or a p99 is missing
+
+
+def compare_p99(samples: Sequence[SoakSample], window_s: float = P99_WINDOW_S) -> P99Comparison:
+    """Compare the e2e p99 of the first ``window_s`` seconds of a soak with that of its last ``window_s``.
+
+    A sample covers the interval since the one before it and belongs to the window its interval's
+    midpoint falls in, so a sample taken a moment past a boundary counts where its interval lies. A
+    window's p99 is the worst of its intervals' p99s: at the samples' bucket resolution, an upper bound
+    of the p99 over the whole window. Windows that share a sample give no ratio: a stretch compared with
+    itself would always pass.
+    """
+    end = samples[-1].elapsed_s if samples else 0.0
+    starts = [0.0, *(s.elapsed_s for s in samples)][: len(samples)]
+    midpoints = [(start + s.elapsed_s) / 2 for start, s in zip(starts, samples, strict=True)]
+    first = [i for i, mid in enumerate(midpoints) if mid < window_s]
+    last = [i for i, mid in enumerate(midpoints) if mid > end - window_s]
+
+    def worst(indexes: list[int]) -> float:
+        values = [samples[i].e2e_p99_ms for i in indexes if math.isfinite(samples[i].e2e_p99_ms)]
+        return max(values, default=math.nan)
+
+    first_p99, last_p99 = worst(first), worst(last)
+    comparable = not set(first) & set(last) and math.isfinite(first_p99 + last_p99) and first_p99 > 0
+    return P99Comparison(window_s, first_p99, last_p99, last_p99 / first_p99 if comparable else None)
+
+
+@dataclass(frozen=True)
+class SoakResult:
+    """A whole soak run: what it offered, every sample, and how its last window's p99 compares with its first."""
+
+    started_at: datetime
+    minutes: float
+    rate: float
+    sample_every_s: float
+    samples: tuple[SoakSample, ...]
+    p99: P99Comparison
+
+    @classmethod
+    def of(
+        cls, started_at: datetime, minutes: float, rate: float, sample_every_s: float, samples: Sequence[SoakSample]
+    ) -> SoakResult:
+        """The result of a run that produced ``samples``, with the p99 comparison computed from them."""
+        return cls(started_at, minutes, rate, sample_every_s, tuple(samples), compare_p99(samples))
+
+
+def write_soak_files(result: SoakResult, out_dir: Path) -> tuple[Path, Path]:
+    """Write the result as JSON and its memory and latency picture as PNG into ``out_dir``; return both paths."""
+    from pydantic_core import to_json
+
+    from driftline_tools.bench.plot import write_soak_plot
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"soak-{result.started_at.strftime('%Y%m%dT%H%M%SZ')}"
+    json_path = out_dir / f"{stem}.json"
+    json_path.write_bytes(to_json(result, indent=2, inf_nan_mode="null") + b"\n")
+    title = f"driftline soak: {result.rate:g} events/s through one worker for {result.minutes:g} min"
+    return json_path, write_soak_plot(out_dir / f"{stem}.png", result.samples, title)
 
 
 def _rss_mb(pid: int) -> float:

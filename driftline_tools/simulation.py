@@ -9,13 +9,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from drift.simulate import SimulationConfig, SimulationResult, default_start
+from drift.records import SimulationConfig
+from drift.simulate import SimulationResult, default_start
 from drift.simulate import run as simulate
 from driftline.errors import ConfigError
 from driftline.registry import ModelRegistry
@@ -23,7 +23,7 @@ from driftline.settings import TrainingSettings
 from feature_repo.online import read_online_sync, view_ttls
 from feature_repo.store import feature_store
 from producers.generator import DRIFTS, Drift, build_world, event_stream
-from stream_app.core.scoring import score_matrix
+from stream_app.core.scoring import score_batch
 
 
 def generate_events(settings: TrainingSettings, config: SimulationConfig, start: datetime) -> list[dict[str, Any]]:
@@ -75,7 +75,9 @@ def run(settings: TrainingSettings, config: SimulationConfig, out: Path | None) 
     ttls = view_ttls(store, meta)
     read_s = time.perf_counter() - t_read
     missing = sum(v is None for row in online.values for v in row.values())
-    result = simulate(model, events, online, ttls, config, start, partial(score_matrix, model.estimator), out)
+    result = simulate(
+        model, events, online, ttls, config, start, lambda matrix: score_batch(model.estimator, meta, matrix).score, out
+    )
     return DriftSimulation(
         events=len(events),
         stationary=config.stationary,

@@ -2,9 +2,10 @@
 
 Feast's Redis store (``feast/infra/online_stores/redis.py``) keeps one hash per entity key:
 
-* key: ``serialize_entity_key(entity_key, version 3) + project`` where version 3 is
+* key: ``serialize_entity_key(entity_key, version) + project`` where version 3 is
   ``<I n_keys`` then per join key ``<I STRING, <I len, name`` then per value ``<I type, <I len, bytes``
-  (join keys sorted by name);
+  (join keys sorted by name; a string as UTF-8, Int32 as ``<i``, Int64 as ``<q``); version 2 drops
+  the count and the key lengths;
 * fields: ``murmur3_32("<view>:<feature>")`` as 4 little-endian bytes, plus ``_ts:<view>``;
 * values: a serialized ``feast.types.Value`` protobuf, one scalar field set.
 
@@ -25,30 +26,50 @@ from typing import Any
 import orjson
 
 from driftline.features import OnlineRows
-from driftline.registry import ModelMetadata
+from driftline.registry import EntityType, ModelMetadata
 from feature_repo.online import bounded_read
 
-#: feast ValueType codes used in entity keys (feast/value_type.py).
-_VALUE_TYPE_BYTES = 1
+#: feast ValueType codes of join-key types (feast/value_type.py) and their packing in entity keys.
 _VALUE_TYPE_STRING = 2
+_KEY_TYPES: dict[str, tuple[int, str]] = {"int32": (3, "<i"), "int64": (4, "<q")}
+#: Entity key serialization versions this reader writes (Feast 0.67 warns below 3; 2 lacks the counts).
+SUPPORTED_KEY_VERSIONS = (2, 3)
 
 
-def serialize_entity_key(join_keys: Mapping[str, str]) -> bytes:
-    """Feast's entity key serialization, version 3, for string join keys."""
+def _key_value(dtype: EntityType, value: object) -> tuple[int, bytes]:
+    if dtype == "string":
+        return _VALUE_TYPE_STRING, str(value).encode("utf8")
+    code, fmt = _KEY_TYPES[dtype]
+    return code, struct.pack(fmt, value)
+
+
+def serialize_entity_key(
+    join_keys: Mapping[str, object], types: Mapping[str, EntityType] | None = None, version: int = 3
+) -> bytes:
+    """Feast's ``serialize_entity_key`` (versions 2 and 3) for String, Int32 and Int64 join keys.
+
+    ``types`` maps a join key to its type (default string). Join keys are sorted by name, as Feast
+    sorts (key, value) pairs and keys are distinct.
+    """
     pairs = sorted(join_keys.items())
-    out = [struct.pack("<I", len(pairs))]
+    out = [struct.pack("<I", len(pairs))] if version > 2 else []
     for name, _ in pairs:
         encoded = name.encode("utf8")
-        out += [struct.pack("<II", _VALUE_TYPE_STRING, len(encoded)), encoded]
-    for _, value in pairs:
-        encoded = value.encode("utf8")
-        out += [struct.pack("<II", _VALUE_TYPE_STRING, len(encoded)), encoded]
+        out.append(struct.pack("<I", _VALUE_TYPE_STRING))
+        if version > 2:
+            out.append(struct.pack("<I", len(encoded)))
+        out.append(encoded)
+    for name, value in pairs:
+        code, encoded = _key_value((types or {}).get(name, "string"), value)
+        out += [struct.pack("<II", code, len(encoded)), encoded]
     return b"".join(out)
 
 
-def redis_key(project: str, join_keys: Mapping[str, str]) -> bytes:
+def redis_key(
+    project: str, join_keys: Mapping[str, object], types: Mapping[str, EntityType] | None = None, version: int = 3
+) -> bytes:
     """The Redis key of an entity's hash: serialized entity key, then the project name."""
-    return serialize_entity_key(join_keys) + project.encode("utf8")
+    return serialize_entity_key(join_keys, types, version) + project.encode("utf8")
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -111,6 +132,7 @@ class ViewLayout:
 
     name: str
     join_keys: dict[str, str]  # join key -> event field
+    key_types: dict[str, EntityType]  # join key -> Feast value type
     columns: list[str]  # model column names (FeatureSpec.name), in the order of ``fields``
     fields: list[bytes]  # murmur3 hash field per column
 
@@ -121,14 +143,16 @@ class RedisLayout:
 
     project: str
     views: list[ViewLayout]
+    key_version: int = 3  # the repo's entity_key_serialization_version
 
     def to_json(self) -> bytes:
         """Serialize (hash fields as hex) for a child process."""
         return orjson.dumps(
             {
                 "project": self.project,
+                "key_version": self.key_version,
                 "views": [
-                    {"name": v.name, "join_keys": v.join_keys, "columns": v.columns,
+                    {"name": v.name, "join_keys": v.join_keys, "key_types": v.key_types, "columns": v.columns,
                      "fields": [f.hex() for f in v.fields]}
                     for v in self.views
                 ],
@@ -141,18 +165,18 @@ class RedisLayout:
         raw: dict[str, Any] = orjson.loads(data)
         return cls(
             project=raw["project"],
+            key_version=raw.get("key_version", 3),
             views=[
-                ViewLayout(name=v["name"], join_keys=dict(v["join_keys"]), columns=list(v["columns"]),
+                ViewLayout(name=v["name"], join_keys=dict(v["join_keys"]), key_types=dict(v["key_types"]),
+                           columns=list(v["columns"]),
                            fields=[bytes.fromhex(f) for f in v["fields"]])
                 for v in raw["views"]
             ],
         )
 
-    def entity_row(self, event: Mapping[str, Any]) -> dict[str, str]:
+    def entity_row(self, event: Mapping[str, Any]) -> dict[str, object]:
         """The join keys of every view, read from an event's fields."""
-        return {
-            join_key: str(event[field]) for view in self.views for join_key, field in view.join_keys.items()
-        }
+        return {join_key: event[field] for view in self.views for join_key, field in view.join_keys.items()}
 
     @classmethod
     def read(cls, path: Path) -> RedisLayout:
@@ -160,30 +184,68 @@ class RedisLayout:
         return cls.from_json(path.read_bytes())
 
 
+#: Feast dtypes (``str(field.dtype)``) of the scalar values :func:`decode_value` reads.
+_DECODED_DTYPES = {"String", "Int32", "Int64", "Float32", "Float64", "Bool", "Bytes", "UnixTimestamp"}
+
+
+def fast_read_problems(store: Any, metadata: ModelMetadata) -> list[str]:
+    """Why this reader cannot serve ``metadata``'s feast features (empty: it can).
+
+    On-demand views are computed by Feast at read time, list and map values are not decoded, and only
+    the entity key serialization versions Feast writes today are built; the worker then uses Feast's
+    own reader for the model instead.
+    """
+    problems: list[str] = []
+    version = getattr(store.config, "entity_key_serialization_version", 3)
+    if version not in SUPPORTED_KEY_VERSIONS:
+        problems.append(f"entity_key_serialization_version {version} is not one of {SUPPORTED_KEY_VERSIONS}")
+    odfvs = {view.name for view in store.list_on_demand_feature_views()}
+    for view_name in metadata.feature_views:
+        if view_name in odfvs:
+            problems.append(f"{view_name} is an on-demand feature view (Feast computes it at read time)")
+            continue
+        view = store.get_feature_view(view_name)
+        for spec in metadata.features:
+            if spec.source != "feast" or spec.feature_view != view_name or not spec.ref:
+                continue
+            feature = spec.ref.split(":", 1)[1]
+            dtype = next((str(f.dtype) for f in view.features if f.name == feature), None)
+            if dtype not in _DECODED_DTYPES:
+                problems.append(f"{spec.ref} has type {dtype}, which the fast reader does not decode")
+    return problems
+
+
 def layout_from_store(store: Any, metadata: ModelMetadata) -> RedisLayout:
-    """Work out the layout of ``metadata``'s feast features from a Feast ``FeatureStore``."""
+    """Work out the layout of ``metadata``'s feast features from a Feast ``FeatureStore``.
+
+    Call only when :func:`fast_read_problems` found none.
+    """
     from feast.infra.online_stores.helpers import _mmh3, compute_versioned_name
 
     config = store.config
-    if getattr(config, "entity_key_serialization_version", 3) != 3:
-        raise ValueError("only entity_key_serialization_version 3 is supported")
     versioning = bool(getattr(config.registry, "enable_online_feature_view_versioning", False))
-    field_of_join_key = {join_key: field for field, join_key in metadata.entity_fields.items()}
+    entity_of_join_key = {e.join_key: e for e in metadata.entities}
     views: list[ViewLayout] = []
     for view_name in metadata.feature_views:
         view = store.get_feature_view(view_name)
         stored_name = compute_versioned_name(view, versioning)
         specs = [s for s in metadata.features if s.source == "feast" and s.feature_view == view_name and s.ref]
-        join_keys = {column.name: field_of_join_key.get(column.name, column.name) for column in view.entity_columns}
+        join_keys: dict[str, str] = {}
+        key_types: dict[str, EntityType] = {}
+        for column in view.entity_columns:
+            entity = entity_of_join_key.get(column.name)
+            join_keys[column.name] = entity.field if entity else column.name
+            key_types[column.name] = entity.dtype if entity else "string"
         views.append(
             ViewLayout(
                 name=stored_name,
                 join_keys=join_keys,
+                key_types=key_types,
                 columns=[s.name for s in specs],
                 fields=[_mmh3(f"{stored_name}:{s.ref.split(':', 1)[1]}") for s in specs if s.ref],
             )
         )
-    return RedisLayout(project=config.project, views=views)
+    return RedisLayout(project=config.project, views=views, key_version=config.entity_key_serialization_version)
 
 
 def decode_timestamp_seconds(raw: bytes | None) -> float | None:
@@ -213,21 +275,24 @@ class RedisOnlineReader:
         self._client = client
         self._layout = layout
         self._timeout_s = timeout_s
-        self._keys: dict[tuple[str, tuple[str, ...]], bytes] = {}
+        self._keys: dict[tuple[str, tuple[object, ...]], bytes] = {}
         self._ts_fields = {view.name: f"_ts:{view.name}".encode() for view in layout.views}
 
-    def _key(self, view: ViewLayout, row: Mapping[str, str]) -> bytes:
+    def _key(self, view: ViewLayout, row: Mapping[str, object]) -> bytes:
         values = tuple(row[join_key] for join_key in view.join_keys)
         key = self._keys.get((view.name, values))
         if key is None:
             if len(self._keys) >= MAX_CACHED_KEYS:
                 self._keys.clear()
             key = self._keys[(view.name, values)] = redis_key(
-                self._layout.project, dict(zip(view.join_keys, values, strict=True))
+                self._layout.project,
+                dict(zip(view.join_keys, values, strict=True)),
+                view.key_types,
+                self._layout.key_version,
             )
         return key
 
-    async def __call__(self, entity_rows: list[dict[str, str]]) -> OnlineRows:
+    async def __call__(self, entity_rows: list[dict[str, object]]) -> OnlineRows:
         """Per entity row (join key -> value): the model's feast columns and each view's timestamp."""
         pipe = self._client.pipeline(transaction=False)
         slots: dict[bytes, int] = {}

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import faust
 from prometheus_client import CollectorRegistry, start_http_server
+from pydantic import ValidationError
 
 from driftline.errors import DriftlineError
 from driftline.logs import configure_logging
@@ -35,8 +36,8 @@ def build_worker(settings: WorkerSettings) -> faust.Worker:
     holder = ModelHolder(settings, store)
     meta = holder.current.model.metadata
     logger.info(
-        "serving %s version %s (feature service %s, %d features, threshold %.3f)",
-        meta.name, meta.version, meta.feature_service, len(meta.features), meta.threshold,
+        "serving %s version %s (%s, feature service %s, %d features, threshold %s)",
+        meta.name, meta.version, meta.task, meta.feature_service, len(meta.features), meta.threshold,
     )
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry)
@@ -52,7 +53,13 @@ def build_worker(settings: WorkerSettings) -> faust.Worker:
 
 def main() -> None:
     """Run the worker until SIGTERM/SIGINT; exit 2 with the reason when it cannot start."""
-    settings = WorkerSettings()
+    try:
+        settings = WorkerSettings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        configure_logging("INFO")
+        logger.error("worker cannot start: invalid setting: %s", problems)
+        sys.exit(2)
     configure_logging(settings.log_level)
     multiproc_preset = MULTIPROC_ENV in os.environ
     try:

@@ -13,7 +13,7 @@ from feast.types import String
 
 from driftline.contracts import AMOUNT_MAX, AMOUNT_MIN, HOUR_MAX, HOUR_MIN, Channel
 from driftline.errors import ConfigError
-from driftline.registry import FeatureSpec
+from driftline.registry import EntitySpec, FeatureSpec
 from feature_repo.definitions import FEATURE_SERVICE
 from producers.generator import MERCHANT_CATEGORIES
 from training.data import TRANSACTIONS_FILE
@@ -22,7 +22,11 @@ logger = logging.getLogger(__name__)
 
 LABEL = "label"
 TIMESTAMP = "event_timestamp"
-ENTITY_FIELDS = {"customer_id": "customer_id", "merchant_id": "merchant_id"}
+#: The example's entity keys: string ids, carried in the event under their join key names.
+ENTITIES = [
+    EntitySpec(field="customer_id", join_key="customer_id"),
+    EntitySpec(field="merchant_id", join_key="merchant_id"),
+]
 #: Levels of string features, by Feast reference; a level's code is its index.
 CATEGORIES = {"merchant_stats:category": list(MERCHANT_CATEGORIES)}
 
@@ -85,7 +89,8 @@ def training_set(store: FeatureStore, transactions: pd.DataFrame, service: str =
     if len(frame) != len(transactions):
         logger.warning("the point-in-time join returned %d of %d entity rows", len(frame), len(transactions))
     frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], utc=True)
-    return frame.sort_values([TIMESTAMP, "event_id"], kind="stable").reset_index(drop=True)
+    order = [TIMESTAMP, "event_id"] if "event_id" in frame else [TIMESTAMP]
+    return frame.sort_values(order, kind="stable").reset_index(drop=True)
 
 
 def time_split(frame: pd.DataFrame, test_fraction: float = 0.2) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -1,4 +1,4 @@
-"""Pure arithmetic of the benchmark: percentiles, throughput windows, /proc parsing, results and the table."""
+"""Pure arithmetic of the benchmark: percentiles, throughput windows, /proc parsing and the results."""
 
 from __future__ import annotations
 
@@ -180,43 +180,8 @@ class BenchReport:
         data["ratios"] = self.ratios()
         return data
 
-    def table(self) -> str:
-        """Markdown tables: the headline figures, then latency per offered load."""
-        lines = [
-            "| contender | procs | max events/s | CPU s / 1k events | peak RSS MB | start to first prediction s |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        for c in self.contenders:
-            lines.append(
-                f"| {c.name} | {c.processes} | {c.max_throughput_per_s:,.0f} | {_fmt(c.cpu_s_per_1k, 3)} | "
-                f"{c.peak_rss_mb:,.0f} | {_fmt(c.start_to_first_prediction_s, 2)} |"
-            )
-        lines += [
-            "",
-            "| contender | load | offered events/s | scored/sent | p50 ms | p95 ms | p99 ms | CPU s / 1k | note |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
-        ]
-        for c in self.contenders:
-            for load in c.loads:
-                lines.append(
-                    f"| {c.name} | {load.fraction:.0%} | {load.offered_per_s:,.0f} | {load.scored}/{load.sent} | "
-                    f"{_fmt(load.p50_ms, 1)} | {_fmt(load.p95_ms, 1)} | {_fmt(load.p99_ms, 1)} | "
-                    f"{_fmt(load.cpu_s_per_1k, 3)} | {load.note} |"
-                )
-        ratios = self.ratios()
-        if ratios:
-            lines += ["", "| ratio | " + " | ".join(next(iter(ratios.values()))) + " |"]
-            lines.append("|---|" + "---:|" * len(next(iter(ratios.values()))))
-            for label, values in ratios.items():
-                lines.append(f"| {label} | " + " | ".join(_fmt(v, 2) for v in values.values()) + " |")
-        return "\n".join(lines)
-
 
 def _ratio(a: float, b: float) -> float:
     if not b or math.isnan(a) or math.isnan(b):
         return math.nan
     return a / b
-
-
-def _fmt(value: float, digits: int) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:,.{digits}f}"

@@ -18,6 +18,7 @@ import faust
 import orjson
 
 from driftline.contracts import Prediction, StageTimings, prediction_id
+from driftline.errors import ConfigError
 from driftline.features import build_matrix
 from driftline.logs import configure_logging
 from driftline.registry import ModelRegistry
@@ -34,6 +35,9 @@ def build(settings: WorkerSettings) -> faust.Worker:
     store = feature_store(settings)
     model = ModelRegistry(settings.registry_dir).load(settings.model_name)
     meta, estimator = model.metadata, model.estimator
+    if meta.threshold is None:
+        raise ConfigError(f"the benchmark serves a binary classifier; {meta.name} is a {meta.task} model")
+    threshold, positive = meta.threshold, meta.positive_index
     refs = meta.feature_refs
     full_names = {s.ref.replace(":", "__", 1): s.name for s in meta.features if s.source == "feast" and s.ref}
     request = [(s.name, s.field) for s in meta.features if s.source == "request" and s.field]
@@ -44,7 +48,7 @@ def build(settings: WorkerSettings) -> faust.Worker:
             try:
                 event: dict[str, Any] = orjson.loads(value)
                 t0 = time.perf_counter()
-                entities = {join_key: str(event[field]) for field, join_key in meta.entity_fields.items()}
+                entities: dict[str, str | int] = {e.join_key: event[e.field] for e in meta.entities}
                 # Blocking on purpose: this is the per-event synchronous read a first version would write.
                 columns = store.get_online_features(
                     features=refs, entity_rows=[entities], full_feature_names=True
@@ -53,13 +57,13 @@ def build(settings: WorkerSettings) -> faust.Worker:
                 row: dict[str, object] = {name: columns[full][0] for full, name in full_names.items()}
                 for name, field in request:
                     row[name] = event.get(field)
-                score = float(estimator.predict_proba(build_matrix(meta.features, [row]))[0, 1])
+                score = float(estimator.predict_proba(build_matrix(meta.features, [row]))[0, positive])
                 t2 = time.perf_counter()
                 prediction = Prediction(
                     event_id=event["event_id"],
                     prediction_id=prediction_id(event["event_id"], meta.name, meta.version),
                     entities=entities, model_name=meta.name, model_version=meta.version, score=score,
-                    threshold=meta.threshold, decision=score >= meta.threshold,
+                    threshold=threshold, decision=score >= threshold,
                     missing_features=[n for n in full_names.values() if row.get(n) is None], degraded=False,
                     event_time=event["event_time"], scored_at=datetime.now(UTC),
                     timings=StageTimings(decode_s=0.0, features_s=t1 - t0, predict_s=t2 - t1),
@@ -67,7 +71,7 @@ def build(settings: WorkerSettings) -> faust.Worker:
             except Exception:
                 logger.exception("naive agent skipped an event")
                 continue
-            key = next(iter(entities.values())).encode()
+            key = str(next(iter(entities.values()))).encode()
             ack = await topics.predictions.send(key=key, value=prediction.model_dump_json().encode())
             await ack
 

@@ -1,7 +1,11 @@
-"""Latency against offered load, drawn with matplotlib: two panels (p50, p99), one line per contender.
+"""The benchmark's and the soak's pictures, drawn with matplotlib: one home for their size and style.
+
+The benchmark: latency against offered load, two panels (p50, p99), one line per contender. The soak:
+worker memory and end-to-end latency over elapsed time, two panels.
 
 matplotlib is imported inside the functions and drives an Agg canvas owned by the figure, so importing this
-module touches no global plotting state (no ``pyplot``, no backend switch, no font cache).
+module touches no global plotting state (no ``pyplot``, no backend switch, no font cache). PNGs carry no
+metadata (no matplotlib version), so the same data gives the same bytes.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from driftline_tools.bench.measure import ContenderResult
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from driftline_tools.scenarios import SoakSample
+
 # The tab10 colours the benchmark has always used, so old and new pictures compare at a glance.
 COLORS: dict[str, str] = {"naive": "tab:red", "driftline": "tab:blue", "raw-floor": "tab:green"}
 
@@ -26,6 +32,28 @@ PANELS: tuple[tuple[Percentile, str], ...] = (("p50_ms", "p50 latency"), ("p99_m
 # 1400 x 620 pixels: the size of the pictures already in docs/.
 FIGSIZE_IN = (14.0, 6.2)
 DPI = 100
+GRID_ALPHA = 0.4
+
+# The soak's series: memory in one panel, mean and p99 latency in the other.
+SOAK_COLORS: dict[str, str] = {"rss": "tab:purple", "mean": "tab:blue", "p99": "tab:orange"}
+
+
+def _figure(title: str) -> Figure:
+    """A figure of the common size with an Agg canvas of its own (PNG output without pyplot's global backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=FIGSIZE_IN, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)  # attaches itself to the figure
+    figure.suptitle(title)
+    return figure
+
+
+def _png(figure: Figure) -> bytes:
+    """PNG bytes of ``figure``, without the Software tag, so they depend on the data alone."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
 
 
 def latency_series(contender: ContenderResult, attr: Percentile) -> tuple[list[float], list[float]]:
@@ -41,13 +69,9 @@ def latency_figure(contenders: Sequence[ContenderResult], title: str) -> Figure:
 
     Loads that were skipped (NaN latency) are left out, so a contender may show a single point.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.ticker import StrMethodFormatter
 
-    figure = Figure(figsize=FIGSIZE_IN, dpi=DPI, layout="constrained")
-    FigureCanvasAgg(figure)  # attaches itself to the figure: PNG output without pyplot's global backend
-    figure.suptitle(title)
+    figure = _figure(title)
     axes = figure.subplots(1, len(PANELS), squeeze=False)[0]
     for ax, (attr, panel_title) in zip(axes, PANELS, strict=True):
         for contender in contenders:
@@ -60,7 +84,7 @@ def latency_figure(contenders: Sequence[ContenderResult], title: str) -> Figure:
         ax.set_ylim(bottom=0)
         ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
         ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
-        ax.grid(True, alpha=0.4)
+        ax.grid(True, alpha=GRID_ALPHA)
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncols=max(len(labels), 1), frameon=False)
     return figure
@@ -68,13 +92,56 @@ def latency_figure(contenders: Sequence[ContenderResult], title: str) -> Figure:
 
 def latency_plot(contenders: Sequence[ContenderResult], title: str) -> bytes:
     """PNG bytes of :func:`latency_figure`."""
-    buffer = io.BytesIO()
-    latency_figure(contenders, title).savefig(buffer, format="png")
-    return buffer.getvalue()
+    return _png(latency_figure(contenders, title))
 
 
 def write_plot(path: Path, contenders: Sequence[ContenderResult], title: str) -> Path:
     """Write :func:`latency_plot` to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(latency_plot(contenders, title))
+    return path
+
+
+def soak_figure(samples: Sequence[SoakSample], title: str) -> Figure:
+    """Worker RSS (MB), and end-to-end mean and p99 latency (ms), against seconds since the stream started.
+
+    Intervals without events (NaN latency) leave a gap in the latency lines. The p99 is the histogram
+    bucket bound the samples carry, so it moves in steps.
+    """
+    from matplotlib.ticker import StrMethodFormatter
+
+    elapsed = [s.elapsed_s for s in samples]
+    figure = _figure(title)
+    memory, latency = figure.subplots(1, 2, squeeze=False)[0]
+    memory.plot(elapsed, [s.rss_mb for s in samples], marker="o", linewidth=2, color=SOAK_COLORS["rss"],
+                label="worker RSS")
+    memory.set_title("worker memory")
+    memory.set_ylabel("resident set (MB)")
+    latency.plot(elapsed, [s.e2e_mean_ms for s in samples], marker="o", linewidth=2, color=SOAK_COLORS["mean"],
+                 label="e2e mean")
+    latency.plot(elapsed, [s.e2e_p99_ms for s in samples], marker="o", linewidth=2, color=SOAK_COLORS["p99"],
+                 label="e2e p99 (bucket bound)")
+    latency.set_title("end-to-end latency per interval")
+    latency.set_ylabel("latency (ms)")
+    latency.legend(loc="best", frameon=False)
+    latencies = [v for s in samples for v in (s.e2e_mean_ms, s.e2e_p99_ms)]
+    for ax, values in ((memory, [s.rss_mb for s in samples]), (latency, latencies)):
+        # From zero, with headroom: a flat series (memory that does not grow) then reads as flat, mid-panel.
+        ax.set_ylim(0, 1.2 * max((v for v in values if math.isfinite(v)), default=1.0))
+        ax.set_xlabel("elapsed (s)")
+        ax.set_xlim(left=0)
+        ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+        ax.grid(True, alpha=GRID_ALPHA)
+    return figure
+
+
+def soak_plot(samples: Sequence[SoakSample], title: str) -> bytes:
+    """PNG bytes of :func:`soak_figure`."""
+    return _png(soak_figure(samples, title))
+
+
+def write_soak_plot(path: Path, samples: Sequence[SoakSample], title: str) -> Path:
+    """Write :func:`soak_plot` to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(soak_plot(samples, title))
     return path

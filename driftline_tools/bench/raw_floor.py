@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 
 from driftline.contracts import prediction_id
+from driftline.errors import ConfigError
 from driftline.features import build_matrix
 from driftline.logs import configure_logging
 from driftline.registry import ModelRegistry
@@ -44,6 +45,9 @@ async def run(settings: WorkerSettings, layout: RedisLayout, stop: asyncio.Event
     meta, estimator = model.metadata, model.estimator
     request = [(s.name, s.field) for s in meta.features if s.source == "request" and s.field]
     entity_fields = list(meta.entity_fields.items())  # event field -> join key
+    if meta.threshold is None:
+        raise ConfigError(f"the benchmark serves a binary classifier; {meta.name} is a {meta.task} model")
+    threshold, positive = meta.threshold, meta.positive_index
     servers = settings.bootstrap_servers.split(",")
     consumer = AIOKafkaConsumer(
         settings.events_topic, bootstrap_servers=servers, group_id=settings.group_id,
@@ -71,22 +75,23 @@ async def run(settings: WorkerSettings, layout: RedisLayout, stop: asyncio.Event
             for row, event in zip(rows, events, strict=True):
                 for name, field in request:
                     row[name] = event.get(field)
-            scores = np.asarray(estimator.predict_proba(build_matrix(meta.features, rows))[:, 1], dtype=np.float64)
+            proba = estimator.predict_proba(build_matrix(meta.features, rows))
+            scores = np.asarray(proba[:, positive], dtype=np.float64)
             t3 = time.perf_counter()
             scored_at = _iso(datetime.now(UTC))
             timings = {"decode_s": t1 - t0, "features_s": t2 - t1, "predict_s": t3 - t2}
             pending = []
             for event, row, score in zip(events, rows, scores.tolist(), strict=True):
-                entities = {join_key: str(event[field]) for field, join_key in entity_fields}
+                entities = {join_key: event[field] for field, join_key in entity_fields}
                 value = orjson.dumps({
                     "event_id": event["event_id"],
                     "prediction_id": prediction_id(event["event_id"], meta.name, meta.version),
                     "entities": entities, "model_name": meta.name, "model_version": meta.version,
-                    "score": score, "threshold": meta.threshold, "decision": score >= meta.threshold,
+                    "score": score, "threshold": threshold, "decision": score >= threshold,
                     "missing_features": [c for c in row if row[c] is None], "degraded": False,
                     "event_time": event["event_time"], "scored_at": scored_at, "timings": timings,
                 })
-                key = next(iter(entities.values()), event["event_id"]).encode()
+                key = str(next(iter(entities.values()), event["event_id"])).encode()
                 pending.append(await producer.send(settings.predictions_topic, value=value, key=key))
             await asyncio.gather(*pending)
             await consumer.commit()

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from drift.monitor import DriftReport
+from drift.records import DriftEvaluation
 from driftline.contracts import DeadLetterType
 from stream_app.core.pipeline import BatchResult
 
@@ -233,7 +233,7 @@ class WorkerMetrics:
                 if stale:
                     stale_counter.inc(stale)
 
-    def observe_drift(self, report: DriftReport, model_version: str) -> None:
+    def observe_drift(self, report: DriftEvaluation, model_version: str) -> None:
         """Publish the latest drift evaluation as gauges (untested columns are left out)."""
         self.drift_window_events.labels(model_version).set(report.window_events)
         for column in report.features:

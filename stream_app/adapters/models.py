@@ -16,7 +16,7 @@ from driftline.features import FetchFeatures
 from driftline.registry import LoadedModel, ModelRegistry
 from driftline.settings import WorkerSettings
 from feature_repo.online import FeastOnlineReader, check_model_against_store, view_ttls
-from feature_repo.redis_reader import RedisOnlineReader, layout_from_store
+from feature_repo.redis_reader import RedisOnlineReader, fast_read_problems, layout_from_store
 from stream_app.core.validation import EventRules
 
 logger = logging.getLogger(__name__)
@@ -47,15 +47,25 @@ class ModelHolder:
         self.current = self._load(None)
 
     def _load(self, version: str | None) -> ServingModel:
-        model = self._registry.load(self._settings.model_name, version)
-        check_model_against_store(self._store, model.metadata)
+        name = self._settings.model_name
+        version = version or self._registry.production_version(name)
+        if version is not None:
+            # Metadata first: a model its feature service cannot serve is refused before unpickling.
+            check_model_against_store(self._store, self._registry.read_metadata(name, version))
+        model = self._registry.load(name, version)
         meta = model.metadata
         rules = EventRules.for_model(
-            meta.entity_fields, meta.features, self._settings.max_event_bytes,
-            self._settings.max_future_skew_s, self._settings.max_event_age_s,
+            meta.entities, meta.features, self._settings.max_event_bytes,
+            self._settings.max_future_skew_s, self._settings.max_event_age_s, meta.request_fields,
         )
         reader: FetchFeatures
-        if self._settings.feature_reader == "redis":
+        problems = fast_read_problems(self._store, meta) if self._settings.feature_reader == "redis" else []
+        if problems:
+            logger.info(
+                "model %s version %s reads its features through Feast's own reader: %s",
+                meta.name, meta.version, "; ".join(problems),
+            )
+        if self._settings.feature_reader == "redis" and not problems:
             reader = RedisOnlineReader(
                 self._redis, layout_from_store(self._store, meta), self._settings.feature_timeout_s
             )

@@ -48,7 +48,7 @@ class Output:
 
 def prediction_output(prediction: Prediction, source: RawRecord, topic: str) -> Output:
     """The prediction record, keyed by its first entity key (the event id when it has none)."""
-    key = next(iter(prediction.entities.values()), prediction.event_id).encode()
+    key = str(next(iter(prediction.entities.values()), prediction.event_id)).encode()
     return Output("prediction", topic, key, prediction.model_dump_json().encode(), source)
 
 

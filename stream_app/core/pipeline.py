@@ -17,9 +17,9 @@ import numpy.typing as npt
 
 from driftline.contracts import DeadLetter, Prediction, StageTimings, prediction_id
 from driftline.errors import FeatureStoreError
-from driftline.features import FetchFeatures, OnlineRows, build_matrix
+from driftline.features import FetchFeatures, OnlineRows, build_frame, build_matrix
 from driftline.registry import LoadedModel
-from stream_app.core.scoring import score_matrix, score_rows_isolated
+from stream_app.core.scoring import Decision, Scores, class_score_maps, decide, score_batch, score_rows_isolated
 from stream_app.core.validation import EventRules, Rejection, ValidEvent, validate_event
 
 logger = logging.getLogger(__name__)
@@ -101,16 +101,20 @@ async def process_batch(
         result.timings = StageTimings(decode_s=t1 - t0, features_s=0.0, predict_s=0.0)
         return result
 
-    # One read per distinct entity combination: hot customers repeat within a batch.
-    row_index: dict[tuple[tuple[str, str], ...], int] = {}
-    entity_rows: list[dict[str, str]] = []
+    # One read per distinct entity combination (with its on-demand views' request fields, if any):
+    # hot customers repeat within a batch.
+    row_index: dict[tuple[tuple[str, object], ...], int] = {}
+    entity_rows: list[dict[str, object]] = []
     positions: list[int] = []
     for _, event in valid:
-        key = tuple(event.entities.items())
+        entity_row: dict[str, object] = (
+            {**event.entities, **event.online_request} if event.online_request else dict(event.entities)
+        )
+        key = tuple(entity_row.items())
         pos = row_index.get(key)
         if pos is None:
             pos = row_index[key] = len(entity_rows)
-            entity_rows.append(event.entities)
+            entity_rows.append(entity_row)
         positions.append(pos)
 
     feast_specs = [s for s in meta.features if s.source == "feast"]
@@ -138,30 +142,40 @@ async def process_batch(
             result.missing_counts[name] = result.missing_counts.get(name, 0) + 1
         missing_per_event.append(missing)
         rows.append({**store_values, **event.request})
-    matrix = build_matrix(meta.features, rows)
+    matrix = build_matrix(meta.features, rows)  # also what the drift monitor compares
+    model_input = build_frame(meta.features, rows) if meta.input_format == "frame" else matrix
 
-    scores: list[float | str]
+    # Per row: (score, class scores, decision) or the error text of a row the model failed on.
+    outcomes: list[tuple[float, dict[str, float] | None, Decision] | str]
     try:
-        scored = score_matrix(model.estimator, matrix)
-        scores = scored.tolist()
-        result.matrix, result.scores = matrix, scored
+        scored = score_batch(model.estimator, meta, model_input)
+        outcomes = list(
+            zip(scored.score.tolist(), class_score_maps(scored, meta.classes), decide(scored, meta), strict=True)
+        )
+        result.matrix, result.scores = matrix, scored.score
     except Exception:
         logger.exception("scoring the batch failed; scoring its %d rows one by one", len(rows))
-        scores = score_rows_isolated(model.estimator, matrix)
-        ok = np.array([not isinstance(x, str) for x in scores], dtype=bool)
+        outcomes = [
+            (float(one.score[0]), class_score_maps(one, meta.classes)[0], decide(one, meta)[0])
+            if isinstance(one, Scores)
+            else one
+            for one in score_rows_isolated(model.estimator, meta, model_input)
+        ]
+        ok = np.array([not isinstance(x, str) for x in outcomes], dtype=bool)
         result.matrix = matrix[ok]
-        result.scores = np.array([x for x in scores if not isinstance(x, str)], dtype=np.float64)
+        result.scores = np.array([x[0] for x in outcomes if not isinstance(x, str)], dtype=np.float64)
     t3 = clock.perf()
 
     timings = StageTimings(decode_s=t1 - t0, features_s=t2 - t1, predict_s=t3 - t2)
     result.timings = timings
     scored_at = clock.now()
     degraded = result.feature_error is not None
-    for (record, event), score, missing in zip(valid, scores, missing_per_event, strict=True):
-        if isinstance(score, str):
-            rejection = Rejection("scoring_failed", f"the model failed on this event: {score}", event.event_id)
+    for (record, event), outcome, missing in zip(valid, outcomes, missing_per_event, strict=True):
+        if isinstance(outcome, str):
+            rejection = Rejection("scoring_failed", f"the model failed on this event: {outcome}", event.event_id)
             result.dead_letters.append(_dead_letter(record, rejection, meta.version, scored_at))
             continue
+        score, class_scores, decision = outcome
         result.predictions.append(
             Prediction(
                 event_id=event.event_id,
@@ -170,8 +184,9 @@ async def process_batch(
                 model_name=meta.name,
                 model_version=meta.version,
                 score=score,
+                class_scores=class_scores,
                 threshold=meta.threshold,
-                decision=bool(np.float64(score) >= meta.threshold),
+                decision=decision,
                 missing_features=missing,
                 degraded=degraded,
                 event_time=event.event_time,

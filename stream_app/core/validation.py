@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime, timedelta
 
 import orjson
 
 from driftline.contracts import ID_MAX_LENGTH, DeadLetterType
-from driftline.registry import FeatureSpec
+from driftline.registry import EntitySpec, FeatureSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +26,10 @@ class ValidEvent:
 
     event_id: str
     event_time: datetime
-    entities: dict[str, str]  # Feast join key -> value
+    entities: dict[str, str | int]  # Feast join key -> value, typed as the entity is
     request: dict[str, object]  # FeatureSpec.name -> event value
+    # request-source fields for Feast's on-demand views: field -> event value (empty for most models)
+    online_request: dict[str, object] = dataclass_field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +45,9 @@ class Rejection:
 class EventRules:
     """What an event must carry for one model; built once per model version."""
 
-    entity_fields: Mapping[str, str]  # event field -> Feast join key
+    entities: Sequence[EntitySpec]
     request_specs: Sequence[FeatureSpec]
+    online_request_specs: Sequence[FeatureSpec]  # request fields passed to Feast, not model columns
     max_event_bytes: int
     max_future_skew: timedelta
     max_event_age: timedelta
@@ -51,16 +55,18 @@ class EventRules:
     @classmethod
     def for_model(
         cls,
-        entity_fields: Mapping[str, str],
+        entities: Sequence[EntitySpec],
         specs: Sequence[FeatureSpec],
         max_event_bytes: int,
         max_future_skew_s: float,
         max_event_age_s: float,
+        request_fields: Sequence[FeatureSpec] = (),
     ) -> EventRules:
-        """Rules for a model: its entity fields and its request features."""
+        """Rules for a model: its typed entity keys, its request features and its on-demand views' inputs."""
         return cls(
-            entity_fields=dict(entity_fields),
+            entities=list(entities),
             request_specs=[s for s in specs if s.source == "request"],
+            online_request_specs=list(request_fields),
             max_event_bytes=max_event_bytes,
             max_future_skew=timedelta(seconds=max_future_skew_s),
             max_event_age=timedelta(seconds=max_event_age_s),
@@ -123,6 +129,25 @@ def _check_request(spec: FeatureSpec, value: object) -> str | None:
         return f"{field} must be >= {spec.minimum:g}, got {value}"
     if spec.maximum is not None and value > spec.maximum:
         return f"{field} must be <= {spec.maximum:g}, got {value}"
+    return None
+
+
+#: Inclusive ranges of integer join keys, as Feast stores them (``<i`` and ``<q``).
+INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
+
+
+def _check_entity(entity: EntitySpec, value: object) -> str | None:
+    field = entity.field
+    if entity.dtype == "string":
+        if not isinstance(value, str) or not 0 < len(value) <= ID_MAX_LENGTH:
+            return f"{field} must be a string of 1-{ID_MAX_LENGTH} characters"
+        return None
+    # A string "42" for an Int64 key would read nothing from the store: a type error, not a miss.
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"{field} must be a whole number ({entity.dtype}), got {type(value).__name__}"
+    low, high = INT_RANGES[entity.dtype]
+    if not low <= value <= high:
+        return f"{field} {value} is out of the {entity.dtype} range"
     return None
 
 
@@ -222,16 +247,15 @@ def validate_event(
     if isinstance(event_time, str):
         return Rejection("invalid_field", event_time, event_id)
 
-    entities: dict[str, str] = {}
-    for field, join_key in rules.entity_fields.items():
-        value = doc.get(field)
+    entities: dict[str, str | int] = {}
+    for entity in rules.entities:
+        value = doc.get(entity.field)
         if value is None:
-            return Rejection("missing_field", f"{field} is missing", event_id)
-        if not isinstance(value, str) or not 0 < len(value) <= ID_MAX_LENGTH:
-            return Rejection(
-                "invalid_field", f"{field} must be a string of 1-{ID_MAX_LENGTH} characters", event_id
-            )
-        entities[join_key] = value
+            return Rejection("missing_field", f"{entity.field} is missing", event_id)
+        problem = _check_entity(entity, value)
+        if problem is not None:
+            return Rejection("invalid_field", problem, event_id)
+        entities[entity.join_key] = value  # checked above: a str or an int
 
     request: dict[str, object] = {}
     for spec in rules.request_specs:
@@ -243,4 +267,66 @@ def validate_event(
             return Rejection("invalid_field", problem, event_id)
         request[spec.name] = doc[field]
 
-    return ValidEvent(event_id=event_id, event_time=event_time, entities=entities, request=request)
+    online_request: dict[str, object] = {}
+    for spec in rules.online_request_specs:
+        if spec.name not in doc or doc[spec.name] is None:
+            return Rejection("missing_field", f"{spec.name} is missing", event_id)
+        problem = _check_request(spec, doc[spec.name])
+        if problem is not None:
+            return Rejection("invalid_field", problem, event_id)
+        online_request[spec.name] = doc[spec.name]
+
+    return ValidEvent(
+        event_id=event_id, event_time=event_time, entities=entities, request=request, online_request=online_request
+    )
+
+
+def _field_schema(spec: FeatureSpec) -> dict[str, object]:
+    if spec.kind == "categorical":
+        schema: dict[str, object] = {"type": "string"}
+        if spec.categories is not None:
+            schema["enum"] = list(spec.categories)
+        return schema
+    schema = {"type": "integer" if spec.integer else "number"}
+    if spec.minimum is not None:
+        schema["minimum"] = spec.minimum
+    if spec.maximum is not None:
+        schema["maximum"] = spec.maximum
+    return schema
+
+
+def event_json_schema(rules: EventRules, title: str) -> dict[str, object]:
+    """The event these rules accept, as JSON Schema (draft 2020-12), for producers to validate against.
+
+    What JSON Schema cannot say is in descriptions: the event-time window, the size limit (key plus
+    value) and that a repeated key is refused.
+    """
+    properties: dict[str, object] = {
+        "event_id": {"type": "string", "minLength": 1, "maxLength": ID_MAX_LENGTH},
+        "event_time": {
+            "type": "string",
+            "format": "date-time",
+            "description": "RFC 3339 with an offset; at most "
+            f"{rules.max_future_skew.total_seconds():.0f}s ahead and {_span(rules.max_event_age)} old.",
+        },
+    }
+    for entity in rules.entities:
+        key: dict[str, object] = {"description": f"Feast join key {entity.join_key} ({entity.dtype})."}
+        if entity.dtype == "string":
+            key.update(type="string", minLength=1, maxLength=ID_MAX_LENGTH)
+        else:
+            low, high = INT_RANGES[entity.dtype]
+            key.update(type="integer", minimum=low, maximum=high)
+        properties[entity.field] = key
+    for spec in [*rules.request_specs, *rules.online_request_specs]:
+        properties.setdefault(spec.field or spec.name, _field_schema(spec))
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": title,
+        "description": f"At most {rules.max_event_bytes} bytes (key plus value); a key repeated in an object is "
+        "refused; unknown fields are ignored.",
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": True,
+    }

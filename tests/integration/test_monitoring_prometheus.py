@@ -256,6 +256,6 @@ def test_every_dashboard_and_alert_query_returns_series(
     assert logs, "the worker wrote no drift log"
     records, skipped = read_records(logs[0].read_text())
     assert records and skipped == 0
-    assert records[-1].report["window_events"] > 0
+    assert records[-1].report.window_events > 0
     assert records[-1].model_name == "fraud" and logs[0].name == f"fraud-{records[-1].model_version}.jsonl"
     assert {"customer_stats", "merchant_stats"} <= set(records[-1].freshness)

@@ -71,6 +71,13 @@ def trained(settings):
     return run(settings, promote=True)
 
 
+def test_training_again_on_the_same_data_gives_the_same_metrics(settings, trained, tmp_path):
+    # Another registry: a version is the clock's second, so two runs could otherwise collide.
+    again = run(settings.model_copy(update={"model_registry": tmp_path / "models"}), promote=False)
+    assert (again.train_rows, again.test_rows) == (trained.train_rows, trained.test_rows)
+    assert again.metrics == trained.metrics
+
+
 def test_apply_is_idempotent(settings, trained):
     store = feature_store(settings)
     assert sorted(v.name for v in store.list_feature_views()) == ["customer_stats", "merchant_stats"]

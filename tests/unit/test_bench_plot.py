@@ -1,15 +1,27 @@
-"""The benchmark's plot: one line per contender with the measured points, saved as a readable PNG."""
+"""The benchmark's plot (one line per contender) and the soak's (memory and latency over time), as PNGs."""
 
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 from matplotlib.image import imread
 
 from driftline_tools.bench.measure import ContenderResult, LoadResult
-from driftline_tools.bench.plot import COLORS, latency_figure, latency_plot, write_plot
+from driftline_tools.bench.plot import (
+    COLORS,
+    SOAK_COLORS,
+    latency_figure,
+    latency_plot,
+    soak_figure,
+    soak_plot,
+    write_plot,
+    write_soak_plot,
+)
+from driftline_tools.scenarios import SoakSample
 
 BASES = {"naive": 50.0, "driftline": 20.0, "raw-floor": 5.0}
 
@@ -58,3 +70,47 @@ def test_write_plot_creates_folders_and_a_png(tmp_path: Path) -> None:
     path = write_plot(tmp_path / "nested" / "bench.png", _contenders(), "test")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert imread(path).shape[:2] == (620, 1400)
+
+
+def _soak_samples() -> list[SoakSample]:
+    return [
+        SoakSample(15.0, 1500, 300.0, 35.0, 100.0),
+        SoakSample(30.0, 3000, 301.5, math.nan, math.nan),  # an interval without events
+        SoakSample(45.0, 4500, 302.0, 40.0, 250.0),
+    ]
+
+
+def test_soak_figure_draws_memory_and_latency_over_elapsed_time() -> None:
+    figure = soak_figure(_soak_samples(), "soak")
+    assert figure.get_suptitle() == "soak"
+    memory, latency = figure.get_axes()
+    assert (memory.get_title(), memory.get_xlabel(), memory.get_ylabel()) == (
+        "worker memory", "elapsed (s)", "resident set (MB)",
+    )
+    assert (latency.get_title(), latency.get_xlabel(), latency.get_ylabel()) == (
+        "end-to-end latency per interval", "elapsed (s)", "latency (ms)",
+    )
+    [rss] = memory.get_lines()
+    np.testing.assert_allclose(np.asarray(rss.get_xdata(), dtype=float), [15.0, 30.0, 45.0])
+    np.testing.assert_allclose(np.asarray(rss.get_ydata(), dtype=float), [300.0, 301.5, 302.0])
+    assert rss.get_color() == SOAK_COLORS["rss"]
+    lines = {line.get_label(): line for line in latency.get_lines()}
+    assert list(lines) == ["e2e mean", "e2e p99 (bucket bound)"]
+    # The NaN interval stays NaN: matplotlib leaves a gap there rather than joining across it.
+    np.testing.assert_allclose(np.asarray(lines["e2e mean"].get_ydata(), dtype=float), [35.0, math.nan, 40.0])
+    np.testing.assert_allclose(
+        np.asarray(lines["e2e p99 (bucket bound)"].get_ydata(), dtype=float), [100.0, math.nan, 250.0]
+    )
+    assert [text.get_text() for text in latency.get_legend().get_texts()] == ["e2e mean", "e2e p99 (bucket bound)"]
+    # Both panels start at zero and leave a fifth of headroom above the largest finite value.
+    assert memory.get_ylim() == pytest.approx((0.0, 1.2 * 302.0))
+    assert latency.get_ylim() == pytest.approx((0.0, 1.2 * 250.0))
+
+
+def test_soak_png_is_the_common_size_and_the_same_bytes_for_the_same_data(tmp_path: Path) -> None:
+    png = soak_plot(_soak_samples(), "soak")
+    assert png == soak_plot(_soak_samples(), "soak")
+    assert b"Software" not in png and b"Matplotlib" not in png
+    assert imread(io.BytesIO(png), format="png").shape[:2] == (620, 1400)
+    path = write_soak_plot(tmp_path / "nested" / "soak.png", _soak_samples(), "soak")
+    assert path.read_bytes() == png

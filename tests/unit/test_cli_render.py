@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
+import logging
+import math
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,10 +19,20 @@ from typer.testing import CliRunner
 
 from driftline.contracts import DeadLetter
 from driftline_tools import cli
-from driftline_tools.scenarios import ScenarioResult
+from driftline_tools.bench.measure import BenchReport, ContenderResult, LoadResult
+from driftline_tools.demo import DemoResult
+from driftline_tools.scenarios import (
+    P99Comparison,
+    ScenarioResult,
+    SoakResult,
+    SoakSample,
+    compare_p99,
+    write_soak_files,
+)
 from driftline_tools.stack import ServiceStatus, free_port
 from producers.admin import TopicOutcome
 from producers.deadletters import DeadLetterReport, ReplayResult
+from producers.publish import PublishSummary
 
 runner = CliRunner()
 
@@ -299,3 +313,332 @@ def test_faults_command_renders_the_results(monkeypatch: pytest.MonkeyPatch) -> 
     as_json = runner.invoke(cli.app, ["faults", "--json"])
     assert as_json.exit_code == 0, as_json.output
     assert [ScenarioResult(**row) for row in json.loads(as_json.stdout)] == RESULTS
+
+
+# --- produce ----------------------------------------------------------------------------------------
+
+PUBLISHED = PublishSummary(
+    topic="transactions", attempted=10, sent=9, invalid_sent=1, failed=1, seconds=2.0,
+    first_event_id="e-1", last_event_id="e-10",
+)
+
+
+def test_publish_table_lists_every_figure() -> None:
+    assert cells(cli.publish_table(PUBLISHED)) == [
+        ["topic", "transactions"],
+        ["attempted", "10"],
+        ["sent (acknowledged)", "9 (1 invalid)"],
+        ["failed", "1"],
+        ["seconds", "2.00"],
+        ["rate", "4 events/s"],
+        ["event ids", "e-1 .. e-10"],
+        ["aborted", "no"],
+    ]
+    aborted = PublishSummary("transactions", 5, 0, 0, 5, 0.0, aborted=True)
+    rows = dict(cells(cli.publish_table(aborted)))  # type: ignore[arg-type]
+    assert (rows["event ids"], rows["rate"], rows["aborted"]) == ("", "0 events/s", "YES: the producer kept failing")
+
+
+def test_produce_renders_the_summary_and_json(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import producers.publish
+
+    calls: list[dict[str, object]] = []
+
+    def publish_generated(settings: object, **kwargs: object) -> PublishSummary:
+        calls.append(kwargs)
+        return PUBLISHED
+
+    monkeypatch.setenv("DRIFTLINE_HOME", str(tmp_path))
+    monkeypatch.setattr(producers.publish, "publish_generated", publish_generated)
+    result = runner.invoke(cli.app, ["produce", "--count", "10", "--rate", "0", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert calls == [{"count": 10, "rate": 0.0, "invalid_fraction": 0.0, "drift": "none", "progress": False}]
+    assert any("sent (acknowledged)" in line and "9 (1 invalid)" in line for line in result.stdout.splitlines())
+    as_json = runner.invoke(cli.app, ["produce", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.stdout) == {
+        "topic": "transactions", "attempted": 10, "sent": 9, "invalid_sent": 1, "failed": 1, "seconds": 2.0,
+        "first_event_id": "e-1", "last_event_id": "e-10", "aborted": False,
+    }
+
+
+# --- soak -------------------------------------------------------------------------------------------
+
+
+def _samples(p99s: list[float], every: float = 15.0, late: float = 0.05) -> list[SoakSample]:
+    """One sample per interval of ``every`` seconds, each taken ``late`` seconds after its boundary."""
+    return [
+        SoakSample(elapsed_s=every * i + late, scored_total=1500 * i, rss_mb=300.0 + i / 10, e2e_mean_ms=30.0 + i,
+                   e2e_p99_ms=p99)
+        for i, p99 in enumerate(p99s, start=1)
+    ]
+
+
+def test_compare_p99_over_a_ten_minute_run() -> None:
+    # 40 samples: the first 20 intervals lie in the first five minutes, the last 20 in the last five,
+    # even though each sample is taken a moment after its boundary (300.05 s still closes the first window).
+    samples = _samples([100.0] * 19 + [50.0] + [100.0] * 10 + [250.0] + [100.0] * 9)
+    assert compare_p99(samples) == P99Comparison(300.0, 100.0, 250.0, 2.5)
+
+
+def test_compare_p99_takes_each_windows_worst_interval_and_skips_empty_ones() -> None:
+    p99s = [25.0, math.nan, 50.0, 25.0, 25.0, 25.0, 25.0, 25.0, math.nan, 100.0, 50.0, 25.0]
+    assert compare_p99(_samples(p99s), window_s=60.0) == P99Comparison(60.0, 50.0, 100.0, 2.0)
+
+
+def test_compare_p99_gives_no_ratio_when_the_windows_overlap() -> None:
+    # A three-minute run: its first five minutes and its last five are the same samples.
+    comparison = compare_p99(_samples([100.0] * 11 + [250.0]))
+    assert comparison == P99Comparison(300.0, 250.0, 250.0, None)
+
+
+def test_compare_p99_gives_no_ratio_without_latencies() -> None:
+    first, last = compare_p99(_samples([math.nan] * 20 + [100.0] * 20)), compare_p99([])
+    assert math.isnan(first.first_p99_ms) and first.last_p99_ms == 100.0 and first.ratio is None
+    assert math.isnan(last.first_p99_ms) and math.isnan(last.last_p99_ms) and last.ratio is None
+
+
+def test_p99_comparison_text() -> None:
+    assert cli.p99_comparison_text(P99Comparison(300.0, 100.0, 250.0, 2.5)) == (
+        "e2e p99, last 5 min / first 5 min: 250 / 100 ms = 2.50x"
+    )
+    assert cli.p99_comparison_text(P99Comparison(300.0, 250.0, 250.0, None)) == (
+        "e2e p99, last 5 min / first 5 min: n/a (a run under 10 min: the windows overlap)"
+    )
+    assert cli.p99_comparison_text(P99Comparison(60.0, math.nan, 100.0, None)) == (
+        "e2e p99, last 1 min / first 1 min: n/a (100 / n/a ms: a window saw no events)"
+    )
+
+
+SOAK_START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_soak_table_has_a_row_per_sample_and_the_p99_ratio_below() -> None:
+    result = SoakResult.of(SOAK_START, 0.75, 100.0, 15.0, _samples([100.0, math.nan, 250.0]))
+    table = cli.soak_table(result)
+    assert table.title == "soak: 100 events/s through one worker for 0.75 min, a sample every 15s"
+    assert headers(table) == ["elapsed s", "scored", "worker RSS MB", "e2e mean ms", "e2e p99 ms (bucket bound)"]
+    assert cells(table) == [
+        ["15", "1500", "300.1", "31.0", "100"],
+        ["30", "3000", "300.2", "32.0", "n/a"],
+        ["45", "4500", "300.3", "33.0", "250"],
+    ]
+    assert str(table.caption) == "e2e p99, last 5 min / first 5 min: n/a (a run under 10 min: the windows overlap)"
+
+
+def test_soak_sample_text() -> None:
+    [sample] = _samples([math.nan])
+    assert cli.soak_sample_text(sample) == "15s: 1500 scored, worker RSS 300.1 MB, e2e mean 31.0 ms, p99 n/a ms"
+
+
+def test_soak_progress_logs_each_sample_when_stderr_is_not_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=cli.logger.name)
+    with cli._soak_progress(45.0) as show:
+        for sample in _samples([100.0, 250.0]):
+            show(sample)
+    assert [r.getMessage() for r in caplog.records if r.name == cli.logger.name] == [
+        "soak 15s: 1500 scored, worker RSS 300.1 MB, e2e mean 31.0 ms, p99 100 ms",
+        "soak 30s: 3000 scored, worker RSS 300.2 MB, e2e mean 32.0 ms, p99 250 ms",
+    ]
+
+
+def test_soak_command_shows_the_table_writes_json_and_png(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import driftline_tools.scenarios
+
+    samples = _samples([100.0] * 20 + [250.0] * 20)
+    asked: list[tuple[float, float, float]] = []
+
+    def fake_soak(minutes: float, rate: float, every: float) -> Iterator[SoakSample]:
+        asked.append((minutes, rate, every))
+        yield from samples
+
+    monkeypatch.setattr(driftline_tools.scenarios, "soak", fake_soak)
+    out = tmp_path / "soak"
+    result = runner.invoke(cli.app, ["soak", "--minutes", "10", "--rate", "100", "--out-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    assert asked == [(10.0, 100.0, 15.0)]
+    assert "e2e p99, last 5 min / first 5 min: 250 / 100 ms = 2.50x" in result.stdout
+    [written] = out.glob("soak-*.json")
+    [plot] = out.glob("soak-*.png")
+    assert result.stdout.splitlines()[-2:] == [f"results: {written}", f"plot:    {plot}"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads(written.read_text())
+    assert [SoakSample(**s) for s in data["samples"]] == samples
+    assert data["p99"] == {"window_s": 300.0, "first_p99_ms": 100.0, "last_p99_ms": 250.0, "ratio": 2.5}
+    assert (data["minutes"], data["rate"], data["sample_every_s"]) == (10.0, 100.0, 15.0)
+
+    as_json = runner.invoke(cli.app, ["soak", "--minutes", "10", "--json", "--out-dir", str(tmp_path / "again")])
+    assert as_json.exit_code == 0, as_json.output
+    printed = json.loads(as_json.stdout)
+    assert printed["samples"] == data["samples"] and printed["p99"] == data["p99"]
+
+
+def test_write_soak_files_names_them_by_start_time(tmp_path: Path) -> None:
+    result = SoakResult.of(SOAK_START, 0.5, 50.0, 15.0, _samples([100.0, math.nan]))
+    json_path, png_path = write_soak_files(result, tmp_path / "nested")
+    assert (json_path.name, png_path.name) == ("soak-20260101T000000Z.json", "soak-20260101T000000Z.png")
+    data = json.loads(json_path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    assert data["started_at"] == "2026-01-01T00:00:00Z"
+    assert [s["e2e_p99_ms"] for s in data["samples"]] == [100.0, None]
+
+
+# --- bench ------------------------------------------------------------------------------------------
+
+
+def _bench_report() -> BenchReport:
+    nan = math.nan
+    skipped = LoadResult(0.5, 1458.0, 0, 0, nan, nan, nan, nan, note="skipped: above 90% of its max")
+
+    def contender(name: str, rate: float, cpu: float, rss: float, start: float, load: LoadResult) -> ContenderResult:
+        return ContenderResult(
+            name=name,  # type: ignore[arg-type]
+            processes=1, drain_events=6000, max_throughput_per_s=rate, cpu_s_per_1k=cpu, peak_rss_mb=rss,
+            peak_rss_total_mb=rss, start_to_first_prediction_s=start, drain_seconds=2.0, loads=[load],
+        )
+
+    return BenchReport(
+        started_at="2026-01-01T00:00:00+00:00", workers=1, partitions=4, smoke=False, machine={}, settings={},
+        contenders=[
+            contender("naive", 96.4, 11.153, 309.4, 11.321, skipped),
+            contender("driftline", 2916.0, 0.362, 312.0, 11.9,
+                      LoadResult(0.5, 1458.0, 21870, 21870, 148.1, 273.4, 387.0, 0.35)),
+            contender("raw-floor", 5617.0, 0.162, 273.0, 9.7,
+                      LoadResult(0.5, 1458.0, 21870, 21869, 107.0, 270.6, 356.8, 0.15)),
+        ],
+    )
+
+
+def test_bench_tables_show_the_figures_loads_and_ratios() -> None:
+    headline, loads, ratios = cli.bench_tables(_bench_report())
+    assert headline.title == "bench: 1 process(es) per contender, 4 partitions"
+    assert headers(headline) == [
+        "contender", "procs", "max events/s", "CPU s / 1k events", "peak RSS MB", "start to first prediction s",
+    ]
+    assert cells(headline) == [
+        ["naive", "1", "96", "11.153", "309", "11.32"],
+        ["driftline", "1", "2,916", "0.362", "312", "11.90"],
+        ["raw-floor", "1", "5,617", "0.162", "273", "9.70"],
+    ]
+    assert headers(loads) == [
+        "contender", "load", "offered events/s", "scored/sent", "p50 ms", "p95 ms", "p99 ms", "CPU s / 1k", "note",
+    ]
+    assert cells(loads) == [
+        ["naive", "50%", "1,458", "0/0", "n/a", "n/a", "n/a", "n/a", "skipped: above 90% of its max"],
+        ["driftline", "50%", "1,458", "21870/21870", "148.1", "273.4", "387.0", "0.350", ""],
+        ["raw-floor", "50%", "1,458", "21869/21870", "107.0", "270.6", "356.8", "0.150", ""],
+    ]
+    assert headers(ratios) == [
+        "ratio", "throughput", "cpu_s_per_1k", "peak_rss", "start_to_first_prediction", "p99_at_50pct",
+    ]
+    assert cells(ratios) == [
+        ["driftline/naive", "30.25", "0.03", "1.01", "1.05", "n/a"],
+        ["driftline/raw-floor", "0.52", "2.23", "1.14", "1.23", "1.08"],
+    ]
+
+
+def test_bench_table_says_a_smoke_run_proves_nothing_about_speed() -> None:
+    report = dataclasses.replace(_bench_report(), smoke=True)
+    assert cli.bench_tables(report)[0].title == (
+        "bench (smoke: tiny counts, figures meaningless): 1 process(es) per contender, 4 partitions"
+    )
+
+
+def test_bench_tables_keep_names_whole_on_a_narrow_console() -> None:
+    for table in cli.bench_tables(_bench_report()):
+        console = Console(width=80, file=io.StringIO())
+        console.print(table)
+        page = console.file.getvalue()  # type: ignore[attr-defined]
+        for name in [str(cell) for cell in table.columns[0].cells]:
+            assert name in page, name
+
+
+def test_bench_command_renders_the_report_and_json(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import signal
+
+    import driftline_tools.bench.run
+
+    report = _bench_report()
+    paths = (tmp_path / "bench.json", tmp_path / "bench.png")
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # the command's SIGTERM handler: not in pytest
+    monkeypatch.setattr(driftline_tools.bench.run, "run_bench", lambda config, out_dir: (report, *paths))
+    result = runner.invoke(cli.app, ["bench", "--smoke"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert any("driftline/raw-floor" in line and "0.52" in line and "1.08" in line for line in lines)
+    assert lines[-2:] == [f"results: {paths[0]}", f"plot:    {paths[1]}"]
+    as_json = runner.invoke(cli.app, ["bench", "--smoke", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.stdout, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    assert data["ratios"]["driftline/raw-floor"]["p99_at_50pct"] == pytest.approx(387.0 / 356.8)
+    assert data["ratios"]["driftline/naive"]["p99_at_50pct"] is None  # NaN: naive skipped that load
+    assert [c["name"] for c in data["contenders"]] == ["naive", "driftline", "raw-floor"]
+
+
+# --- demo -------------------------------------------------------------------------------------------
+
+DEMO = DemoResult(
+    sent=3000, invalid_sent=60, scored=2940, flagged=9, dead_lettered=60,
+    dead_letters_by_type={"invalid_field": 42, "missing_field": 6, "not_json": 12}, unaccounted=0, waited_s=0.5,
+    latency_p50_ms=37.6, latency_p99_ms=73.9, metrics_url="http://127.0.0.1:9108/metrics", metrics_scored=2940.0,
+    metrics_dead_lettered=60.0, model="fraud", model_version="20260101T000000Z",
+    worker_log=Path("/home/demo/worker.log"), stack_running=True,
+)
+
+
+def test_demo_summary_keeps_the_readme_facts() -> None:
+    summary, next_steps = cli.demo_renderables(DEMO)
+    assert isinstance(summary, Table)
+    assert summary.title == "driftline demo summary"
+    assert cells(summary) == [
+        ["sent", "3000 (60 deliberately invalid)"],
+        ["scored", "2940 (flagged as fraud: 9)"],
+        ["dead-lettered", "60 (invalid_field 42, missing_field 6, not_json 12)"],
+        ["unaccounted", "0 (after waiting 0.5s)"],
+        ["latency event_time -> scored", "p50 37.6 ms, p99 73.9 ms"],
+        [
+            "worker metrics",
+            "http://127.0.0.1:9108/metrics: driftline_events_processed_total scored=2940 dead_lettered=60",
+        ],
+        ["model", "fraud (see `driftline model list`)"],
+    ]
+    assert str(next_steps).splitlines() == [
+        "tail the output with `driftline tail --from-beginning --limit 5`",
+        "the embedded stack is still up; stop it with `driftline stack down`",
+    ]
+
+
+def test_readme_quotes_the_demo_summary_as_rendered() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = cli.demo_renderables(DEMO)[0]
+    assert isinstance(table, Table)
+    summary = "\n".join(line.rstrip() for line in rendered(table).splitlines())
+    assert f"```\n{summary}\n```" in readme
+
+
+def test_demo_summary_without_dead_letters_or_latencies() -> None:
+    quiet = dataclasses.replace(
+        DEMO, dead_lettered=0, dead_letters_by_type={}, scored=0, latency_p50_ms=math.nan,
+        latency_p99_ms=math.nan, stack_running=False,
+    )
+    summary, next_steps = cli.demo_renderables(quiet)
+    rows = dict(cells(summary))  # type: ignore[arg-type]
+    assert (rows["dead-lettered"], rows["latency event_time -> scored"]) == ("0", "p50 n/a ms, p99 n/a ms")
+    assert str(next_steps) == "tail the output with `driftline tail --from-beginning --limit 5`"
+
+
+def test_demo_command_renders_and_prints_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    import driftline_tools.demo
+
+    def run_demo(**kwargs: object) -> DemoResult:
+        print("Materializing 2 feature views")  # as Feast does, on stdout
+        return DEMO
+
+    monkeypatch.setattr(driftline_tools.demo, "run_demo", run_demo)
+    result = runner.invoke(cli.app, ["demo"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].strip() == "driftline demo summary"
+    as_json = runner.invoke(cli.app, ["demo", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert "Materializing 2 feature views" in as_json.stderr  # the job's own chatter goes to stderr
+    data = json.loads(as_json.stdout)
+    assert DemoResult(**{**data, "worker_log": Path(data["worker_log"])}) == DEMO

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,19 @@ from rich.console import Console
 from rich.table import Table
 from typer.testing import CliRunner
 
-from drift.simulate import SimulationResult, render
+from drift.records import (
+    DriftEvaluation,
+    FeatureDrift,
+    FreshnessSummary,
+    ModelRef,
+    RunEvaluation,
+    RunStrata,
+    SimulationConfig,
+    SimulationRun,
+    SimulationTiming,
+)
+from drift.report import ReportWritten
+from drift.simulate import SimulationResult, summarize
 from driftline_tools import cli
 from driftline_tools.simulation import DriftSimulation
 from feature_repo.store import AppliedObject, ApplyResult, MaterializeResult
@@ -36,10 +49,21 @@ def text(*renderables: Any) -> str:
 @pytest.fixture
 def generated(tmp_path: Path) -> GenerateResult:
     files = tuple(
-        GeneratedFile(name, tmp_path / name, rows)
-        for name, rows in [("transactions.parquet", 8000), ("customer_stats.parquet", 6300)]
+        GeneratedFile(name, tmp_path / name, rows, digit * 64)
+        for name, rows, digit in [("transactions.parquet", 8000, "a"), ("customer_stats.parquet", 6300, "b")]
     )
-    return GenerateResult(7, 300, 50, START, END, 0.0125, files)
+    return GenerateResult(
+        seed=7,
+        n_customers=300,
+        n_merchants=50,
+        n_transactions=8000,
+        history_start=START,
+        history_end=END,
+        start_given=True,
+        fraud_rate=0.0125,
+        parquet_writer="parquet-cpp-arrow version 26.0.1",
+        files=files,
+    )
 
 
 @pytest.fixture
@@ -55,6 +79,7 @@ def trained(tmp_path: Path) -> TrainResult:
         version="20261121T000000Z",
         path=tmp_path / "fraud" / "20261121T000000Z",
         promoted=True,
+        task="binary",
         feature_service="fraud_v1",
         features=12,
         threshold=0.5,
@@ -70,43 +95,40 @@ def trained(tmp_path: Path) -> TrainResult:
 
 
 def simulation_result(out: Path | None) -> SimulationResult:
-    report = {
-        "ready": True,
-        "flagged": ["amount"],
-        "events_seen": 1500,
-        "window_events": 1000,
-        "features": [
-            {
-                "name": "amount",
-                "statistic_name": "ks",
-                "tested": True,
-                "statistic": 0.3,
-                "p_value": 1e-9,
-                "psi": 0.4,
-                "missing_rate": 0.0,
-                "flagged": True,
-            }
-        ],
-        "score": None,
-    }
-    record = {
-        "model": {"name": "fraud", "version": "v1"},
-        "config": {"stationary": 1000, "alpha": 0.01, "min_psi": 0.1, "drift": "amount_shift", "batch": 200},
-        "timing": {"observe_ms_per_batch": 0.5, "evaluate_ms": None},
-        "evaluations": [
-            {"events": 1500, "after_drift": 500, "event_time": "t", "report": report, "freshness": {}},
-        ],
-    }
-    return SimulationResult(record, 2, 5000, None, (0.01, 0.02), (0.03, 0.04), 1.25, out)
+    amount = FeatureDrift(
+        name="amount", kind="numeric", statistic_name="ks", statistic=0.3, p_value=1e-9, psi=0.4, missing_rate=0.0,
+        reference_missing_rate=0.0, n=1000, flagged=True, tested=True, bins=("<1", ">=1"), reference=(0.5, 0.5),
+        current=(0.2, 0.8),
+    )
+    report = DriftEvaluation(
+        events_seen=1500, window_events=1000, window_size=1000, alpha=0.01, ready=True, strata=(),
+        features=(amount,), score=None,
+    )
+    ages = FreshnessSummary(events=1000, p50_s=7200.0, p99_s=36000.0, ttl_s=0.0, stale_share=0.0)
+    freshness = {"customer_stats": ages}
+    run = SimulationRun(
+        model=ModelRef(name="fraud", version="v1"),
+        config=SimulationConfig(stationary=1000, drifted=500, window=1000, start=START, version="v1"),
+        drift_start_event=1000,
+        strata=RunStrata(feature=None, edges=()),
+        score_column="score",
+        timing=SimulationTiming(observe_ms_per_batch=0.5, evaluate_ms=None),
+        evaluations=(
+            RunEvaluation(events=1500, after_drift=500, window_drifted=500, event_time=START, report=report,
+                          freshness=freshness),
+        ),
+    )
+    return SimulationResult(run, summarize(run), 2, 5000, (0.01, 0.02), (0.03, 0.04), 1.25, out)
 
 
 def test_generate_renders_the_world_and_one_row_per_file(generated: GenerateResult) -> None:
     world, table = cli.generate_renderables(generated)
     assert isinstance(table, Table)
     page = text(world, table)
-    assert "seed 7, 300 customers, 50 merchants" in page
-    assert "fraud rate 1.25%" in page
-    assert "transactions.parquet" in page and "8000" in page
+    assert "seed 7, 300 customers, 50 merchants, 8000 transactions" in page
+    assert f"history {START.isoformat()} .. {END.isoformat()};" in page
+    assert "fraud rate 1.25%" in page and "parquet-cpp-arrow version 26.0.1" in page
+    assert "transactions.parquet" in page and "8000" in page and "a" * 64 in page
     summary = "generated transactions.parquet 8000, customer_stats.parquet 6300 rows (fraud rate 1.25%)"
     assert generated.summary() == summary
 
@@ -116,8 +138,14 @@ def test_data_generate_json(monkeypatch: pytest.MonkeyPatch, generated: Generate
     result = runner.invoke(cli.app, ["data", "generate", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["files"][0] == {"name": "transactions.parquet", "path": str(generated.files[0].path), "rows": 8000}
-    assert data["fraud_rate"] == 0.0125
+    assert data["files"][0] == {
+        "name": "transactions.parquet",
+        "path": str(generated.files[0].path),
+        "rows": 8000,
+        "sha256": "a" * 64,
+    }
+    assert data["fraud_rate"] == 0.0125 and data["seed"] == 7 and data["start_given"] is True
+    assert datetime.fromisoformat(data["history_start"]) == START
     assert datetime.fromisoformat(data["history_end"]) == END
 
 
@@ -148,7 +176,7 @@ def test_train_renders_metrics_and_prints_json(monkeypatch: pytest.MonkeyPatch, 
     assert "roc_auc" in page and "0.9123" in page
     assert "fit 2.2s" in page or "fit 2.3s" in page
     assert "roc_auc 0.9123" in trained.summary()
-    monkeypatch.setattr("training.train.run", lambda settings, promote: trained)
+    monkeypatch.setattr("training.train.run", lambda settings, promote, request: trained)
     result = runner.invoke(cli.app, ["train", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -156,22 +184,63 @@ def test_train_renders_metrics_and_prints_json(monkeypatch: pytest.MonkeyPatch, 
     assert data["promoted"] is True and data["test_rows"] == 1600
 
 
-def test_simulation_render_summarizes_the_run(tmp_path: Path) -> None:
-    lines = list(render(simulation_result(tmp_path / "run.json")))
-    assert lines[0] == "model fraud v1: reference sketch v2 (n=5000; no time-of-day strata)"
-    assert any("amount: first flagged 500 events after the drift started" in line for line in lines)
+def test_drift_simulate_renders_events_summary_and_final_evaluation(tmp_path: Path) -> None:
+    simulation = DriftSimulation(
+        1500, 1000, 500, "amount_shift", "t0", "t1", 0.5, 3, simulation_result(tmp_path / "run.json")
+    )
+    renderables = cli.simulation_renderables(simulation)
+    tables = [r for r in renderables if isinstance(r, Table)]
+    assert [t.title for t in tables] == [
+        "flagged after the drift started",
+        "final evaluation at event 1500 (window 1000)",
+        "freshness of the store's values over the window (age when scored)",
+    ]
+    lines = [line.rstrip() for line in text(*renderables).splitlines()]
+    assert lines[0].startswith("1500 events (1000 stationary + 500 amount_shift)") and "(3 missing values)" in lines[0]
+    assert lines[1] == "model fraud v1: reference sketch v2 (n=5000; no strata)"
+    assert lines[2] == "stationary part: 0/0 evaluations with any flag (0.0%; alpha 0.01, min PSI 0.1)"
+    assert lines[3] == "drift amount_shift from event 1000 (1 evaluations after it)"
+    page = "\n".join(lines)
+    assert re.search(r"│ amount\s+│ 500\s+│ 1/1\s+│", page)  # first flagged 500 events after the drift
+    assert re.search(r"│ amount\s+│ ks\s+│\s+0.3000 │\s+1.00e-09 │\s+0.4000 │\s+0.00% │ YES\s+│", page)
+    assert re.search(r"│ customer_stats\s+│\s+2.0 │\s+10.0 │\s+no TTL │\s+0.0% │\s+1000 │", page)
     assert "fraud rate / mean score: stationary 1.00% / 3.00%, drifted 2.00% / 4.00%" in lines
-    assert any(line.startswith("cost: observe 0.500 ms") and "evaluate - ms" in line for line in lines)
+    assert "cost: observe 0.500 ms per batch of 200, evaluate - ms; total 1.2s" in lines
     assert lines[-1] == f"evaluations -> {tmp_path / 'run.json'}"
-    assert not any(line.startswith("evaluations ->") for line in render(simulation_result(None)))
+    without_out = DriftSimulation(1500, 1000, 500, "amount_shift", "t0", "t1", 0.5, 3, simulation_result(None))
+    assert "evaluations ->" not in text(*cli.simulation_renderables(without_out))
 
 
-def test_drift_simulate_lines_start_with_the_events() -> None:
+def test_drift_simulate_json(monkeypatch: pytest.MonkeyPatch) -> None:
     simulation = DriftSimulation(1500, 1000, 500, "amount_shift", "t0", "t1", 0.5, 3, simulation_result(None))
-    lines = cli.simulation_lines(simulation)
-    assert lines[0].startswith("1500 events (1000 stationary + 500 amount_shift)")
-    assert "(3 missing values)" in lines[0]
-    assert lines[1].startswith("model fraud v1")
+    monkeypatch.setattr("driftline_tools.simulation.run", lambda settings, config, out: simulation)
+    result = runner.invoke(cli.app, ["drift", "simulate", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["events"] == 1500 and data["missing_values"] == 3
+    summary = data["result"]["summary"]
+    assert summary["detections"] == [{"column": "amount", "first_after": 500, "flagged": 1}]
+    assert summary["stationary_evaluations"] == 0 and summary["drift_start_event"] == 1000
+    run = data["result"]["run"]
+    assert run["source"] == "simulate" and run["model"] == {"name": "fraud", "version": "v1"}
+    assert run["evaluations"][0]["report"]["flagged"] == ["amount"]
+
+
+def test_drift_report_line_and_json(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    source, target = tmp_path / "drift" / "fraud-v1.jsonl", tmp_path / "report.html"
+    written = ReportWritten(source, "worker", 3, 1, target, 40_960)
+    monkeypatch.setattr("drift.report.write_report", lambda source, output, x_axis: written)
+    result = runner.invoke(cli.app, ["drift", "report", "--input", str(source), "--output", str(target)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == (
+        f"report of 3 evaluations (worker: {source}, 1 unreadable lines skipped) -> {target} (40 KiB)"
+    )
+    result = runner.invoke(cli.app, ["drift", "report", "--input", str(source), "--output", str(target), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "source": str(source), "kind": "worker", "evaluations": 3, "skipped_lines": 1, "target": str(target),
+        "size_bytes": 40_960,
+    }
 
 
 def test_progress_is_silent_when_stderr_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:

@@ -141,6 +141,7 @@ def test_producer_service_publishes_a_paced_stream_with_some_bad_events(
     services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import producers.publish
+    from producers.publish import PublishSummary
 
     producer = services["producer"]
     assert "entrypoint" not in producer
@@ -149,7 +150,7 @@ def test_producer_service_publishes_a_paced_stream_with_some_bad_events(
 
     def publish_generated(settings: ProducerSettings, **options: Any) -> Any:
         calls.append((settings, options))
-        return types.SimpleNamespace(describe=lambda: "published")
+        return PublishSummary("transactions", 1, 1, 0, 0, 0.1)
 
     monkeypatch.setattr(producers.publish, "publish_generated", publish_generated)
     result = _run_cli(monkeypatch, producer["command"], "produce")

@@ -8,6 +8,7 @@ import threading
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from scipy import stats
 
 from drift.monitor import (
@@ -18,6 +19,7 @@ from drift.monitor import (
     psi,
     round_significant,
 )
+from drift.records import DriftEvaluation, FeatureDrift
 from drift.reference import SAMPLE_SIZE, build_reference, numeric_sketch
 from driftline.reference_types import DriftReference
 from driftline.registry import FeatureSpec
@@ -28,6 +30,8 @@ SPECS = [
     FeatureSpec(name="hour_of_day", source="request", field="hour_of_day"),
     FeatureSpec(name="stat", source="feast", ref="v:stat"),
 ]
+#: The example's time-of-day strata: whole quarters of the day.
+HOUR_BLOCKS = (6.0, 12.0, 18.0)
 
 
 def draw(rng: np.random.Generator, n: int, amount_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +50,7 @@ def draw(rng: np.random.Generator, n: int, amount_scale: float = 1.0) -> tuple[n
 @pytest.fixture(scope="module")
 def reference() -> DriftReference:
     matrix, score = draw(np.random.default_rng(1), 40_000)
-    return build_reference(SPECS, matrix, score, seed=3)
+    return build_reference(SPECS, matrix, score, seed=3, stratify_by="hour_of_day", stratum_edges=HOUR_BLOCKS)
 
 
 # --- statistics -------------------------------------------------------------------------------------
@@ -150,10 +154,56 @@ def test_reference_sample_is_bounded_seeded_and_excludes_missing() -> None:
 
 def test_reference_has_time_of_day_strata(reference: DriftReference) -> None:
     strata = reference.strata
+    assert strata is not None
     assert strata.feature == "hour_of_day" and strata.edges == [6.0, 12.0, 18.0]
     assert sum(strata.share) == pytest.approx(1.0)
     assert len(strata.features["amount"]) == 4 and len(strata.score) == 4
     assert reference.version == 2
+
+
+def test_strata_come_from_the_parameter_only() -> None:
+    # Ten rows whose "clock" (the stat column here) sits 3 / 2 / 2 / 3 in the blocks cut at 6, 12 and 18.
+    clock = np.array([0.0, 1.0, 5.0, 6.0, 11.0, 12.0, 17.0, 18.0, 23.0, 23.0])
+    matrix = np.column_stack([np.arange(10.0), np.zeros(10), np.full(10, 3.0), clock])
+    score = np.linspace(0, 1, 10)
+    assert build_reference(SPECS, matrix, score).strata is None  # hour_of_day is a column, but not asked for
+    strata = build_reference(SPECS, matrix, score, stratify_by="stat", stratum_edges=HOUR_BLOCKS).strata
+    assert strata is not None and strata.feature == "stat" and strata.edges == [6.0, 12.0, 18.0]
+    assert strata.share == pytest.approx([0.3, 0.2, 0.2, 0.3])
+    assert [part.n for part in strata.features["amount"]] == [3, 2, 2, 3]
+    two = build_reference(SPECS, matrix, score, stratify_by="stat", stratum_edges=[12.0]).strata
+    assert two is not None and two.share == pytest.approx([0.5, 0.5])
+
+
+@pytest.mark.parametrize(
+    ("stratify_by", "edges", "message"),
+    [
+        ("minute", HOUR_BLOCKS, "not one of the model's features"),
+        ("channel", HOUR_BLOCKS, "must be a numeric feature"),
+        ("hour_of_day", (), "needs stratum_edges"),
+        ("hour_of_day", (6.0, 6.0, 18.0), "must increase"),
+    ],
+)
+def test_bad_strata_parameters_are_refused(stratify_by: str, edges: tuple[float, ...], message: str) -> None:
+    matrix, score = draw(np.random.default_rng(0), 100)
+    with pytest.raises(ValueError, match=message):
+        build_reference(SPECS, matrix, score, stratify_by=stratify_by, stratum_edges=edges)
+
+
+def test_the_monitor_takes_the_stratum_feature_from_the_reference() -> None:
+    # Stratified by the store value instead of the hour: stat becomes context, hour_of_day is tested.
+    matrix, score = draw(np.random.default_rng(1), 10_000)
+    by_stat = build_reference(SPECS, matrix, score, seed=3, stratify_by="stat", stratum_edges=(5.0,))
+    monitor = DriftMonitor(SPECS, by_stat, window_size=1_000, min_events=10)
+    monitor.observe(*draw(np.random.default_rng(2), 1_000))
+    report = monitor.evaluate()
+    tested = {c.name: c.tested for c in report.features}
+    assert tested == {"amount": True, "channel": True, "hour_of_day": True, "stat": False}
+    assert len(report.strata) == 2 and sum(report.strata) == pytest.approx(1.0)
+    unstratified = DriftMonitor(SPECS, build_reference(SPECS, matrix, score, seed=3), window_size=1_000, min_events=10)
+    unstratified.observe(*draw(np.random.default_rng(2), 1_000))
+    report = unstratified.evaluate()
+    assert report.strata == () and all(c.tested for c in report.features)
 
 
 def test_version_1_sketch_computes_psi_but_skips_ks(reference: DriftReference) -> None:
@@ -286,16 +336,41 @@ def test_observe_rejects_mismatched_shapes() -> None:
         monitor.observe(np.zeros((2, 4)), np.zeros(3))
 
 
-def test_report_is_frozen_and_json_ready(reference: DriftReference) -> None:
+def test_evaluation_is_frozen_and_round_trips_as_json(reference: DriftReference) -> None:
     monitor = DriftMonitor(SPECS, reference, window_size=1_000, min_events=10)
-    matrix, score = draw(np.random.default_rng(6), 1_000)
+    matrix, score = draw(np.random.default_rng(6), 1_000, amount_scale=2.0)
     monitor.observe(matrix, score)
     report = monitor.evaluate()
-    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    data = json.loads(report.model_dump_json())
     assert [c["name"] for c in data["features"]] == [s.name for s in SPECS]
     assert data["score"]["name"] == "score" and data["score"]["statistic_name"] == "ks"
-    with pytest.raises(AttributeError):
+    assert data["flagged"] == list(report.flagged) and "amount" in report.flagged  # written for readers of the JSON
+    assert data["features"][2]["statistic"] is None  # hour_of_day: context, not tested
+    assert DriftEvaluation.model_validate_json(report.model_dump_json()) == report
+    with pytest.raises(ValidationError):
         report.alpha = 0.5  # type: ignore[misc]
+
+
+def _column(name: str, flagged: bool, statistic: float | None = 0.2) -> FeatureDrift:
+    return FeatureDrift(
+        name=name, kind="numeric", statistic_name="ks", statistic=statistic, p_value=0.5, psi=0.01,
+        missing_rate=0.0, reference_missing_rate=0.0, n=100, flagged=flagged, tested=True,
+        bins=("<1", ">=1"), reference=(0.5, 0.5), current=(0.4, 0.6),
+    )
+
+
+def test_flagged_is_derived_from_the_columns_and_nan_is_none() -> None:
+    evaluation = DriftEvaluation(
+        events_seen=100, window_events=100, window_size=100, alpha=0.01, ready=True, strata=(),
+        features=(_column("amount", True), _column("stat", False)), score=_column("score", True),
+    )
+    assert evaluation.flagged == ("amount", "score") and evaluation.any_flagged
+    assert [c.name for c in evaluation.columns] == ["amount", "stat", "score"]
+    # A "flagged" list in the JSON is the columns' flags written out; reading derives it again.
+    data = {**evaluation.model_dump(), "flagged": ["stat"]}
+    assert DriftEvaluation.model_validate(data).flagged == ("amount", "score")
+    assert _column("amount", False, statistic=float("nan")).statistic is None
+    assert _column("amount", False, statistic=float("inf")).statistic is None
 
 
 def test_evaluate_runs_safely_beside_observe(reference: DriftReference) -> None:

@@ -1,4 +1,6 @@
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,8 @@ from driftline.registry import FeatureSpec
 
 SPECS = [FeatureSpec(name="amount", source="request", field="amount")]
 AT = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+#: One line of a drift log as the worker wrote it while the evaluation was a plain dict (``to_dict()``).
+LINE_BEFORE_TYPED = Path(__file__).parent / "fixtures" / "drift-log-before-typed.jsonl"
 
 
 def _record(version: str = "v1") -> DriftLogRecord:
@@ -47,3 +51,28 @@ def test_a_torn_or_foreign_line_is_skipped_not_fatal(tmp_path) -> None:
 def test_a_record_refuses_unknown_fields() -> None:
     with pytest.raises(ValidationError):
         DriftLogRecord.model_validate({**_record().model_dump(), "extra": 1})
+
+
+def test_a_line_written_before_the_typed_records_still_reads() -> None:
+    line = LINE_BEFORE_TYPED.read_text(encoding="utf-8")
+    records, skipped = read_records(line)
+    assert skipped == 0 and len(records) == 1
+    record = records[0]
+    assert (record.model_name, record.model_version, record.events) == ("fraud", "20261122T082153Z", 300)
+    assert record.event_time == AT
+    report = record.report
+    assert (report.events_seen, report.window_events, report.window_size, report.alpha, report.ready) == (
+        300, 300, 300, 0.01, True
+    )
+    assert report.flagged == ("amount", "score")
+    assert [c.name for c in report.features] == ["amount", "channel", "hour_of_day", "stat"]
+    amount, channel, hour, stat = report.features
+    assert amount.statistic_name == "ks" and amount.flagged and amount.n == 300 and len(amount.bins) == 10
+    assert channel.statistic_name == "chi2" and channel.bins == ("a", "b", "c") and not channel.flagged
+    assert hour.statistic is None and hour.p_value is None and not hour.tested  # the stratum clock: context
+    assert stat.missing_rate > 0 and stat.n < 300
+    assert report.score is not None and report.score.flagged
+    assert len(report.strata) == 4 and sum(report.strata) == pytest.approx(1.0)
+    assert record.freshness["v"].events == 300 and record.freshness["v"].ttl_s == 86_400.0
+    # Written back, it is the same JSON document: the typed record changed nothing on disk.
+    assert json.loads(record.model_dump_json()) == json.loads(line)

@@ -23,7 +23,7 @@ from driftline.contracts import (
 )
 from driftline.settings import WorkerSettings
 from stream_app.core.validation import EventRules, Rejection, ValidEvent, validate_event
-from training.dataset import ENTITY_FIELDS, REQUEST_FEATURES
+from training.dataset import ENTITIES, REQUEST_FEATURES
 
 ROOT = Path(__file__).parents[2]
 SCHEMA_FILE = ROOT / "docs" / "schemas" / "transaction-event.schema.json"
@@ -36,7 +36,8 @@ REGENERATE = (
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 MAX_AGE_S = WorkerSettings.model_fields["max_event_age_s"].default
 MAX_SKEW_S = WorkerSettings.model_fields["max_future_skew_s"].default
-RULES = EventRules.for_model(ENTITY_FIELDS, REQUEST_FEATURES, 65_536, MAX_SKEW_S, MAX_AGE_S)
+ENTITY_FIELDS = [e.field for e in ENTITIES]
+RULES = EventRules.for_model(ENTITIES, REQUEST_FEATURES, 65_536, MAX_SKEW_S, MAX_AGE_S)
 SPECS = {spec.name: spec for spec in REQUEST_FEATURES}
 
 

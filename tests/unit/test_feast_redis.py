@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 from feast.infra.key_encoding_utils import serialize_entity_key as feast_serialize
@@ -12,6 +13,7 @@ from feast.protos.feast.types.Value_pb2 import Value
 from hypothesis import given
 from hypothesis import strategies as st
 
+from driftline.registry import EntityType
 from feature_repo.redis_reader import RedisLayout, ViewLayout, decode_value, redis_key, serialize_entity_key
 
 keys = st.text(min_size=1, max_size=20)
@@ -25,6 +27,45 @@ def _entity_key(join_keys: dict[str, str]) -> EntityKey:
 def test_entity_key_serialization_matches_feast_v3(join_keys: dict[str, str]) -> None:
     expected = feast_serialize(_entity_key(join_keys), entity_key_serialization_version=3)
     assert serialize_entity_key(join_keys) == expected
+
+
+_KEY_VALUES = {
+    "string": st.text(max_size=30),
+    "int64": st.integers(-(2**63), 2**63 - 1),
+    "int32": st.integers(-(2**31), 2**31 - 1),
+}
+_PROTO_FIELD = {"string": "string_val", "int64": "int64_val", "int32": "int32_val"}
+
+
+TypedKeys = tuple[dict[str, object], dict[str, EntityType]]
+
+
+@st.composite
+def typed_keys(draw: st.DrawFn) -> TypedKeys:
+    """One to three join keys of mixed types (compound keys included) and their values."""
+    names = draw(st.lists(keys, min_size=1, max_size=3, unique=True))
+    types: dict[str, EntityType] = {n: draw(st.sampled_from(["string", "int64", "int32"])) for n in names}
+    return {n: draw(_KEY_VALUES[t]) for n, t in types.items()}, types
+
+
+@given(typed_keys(), st.sampled_from([2, 3]))
+def test_typed_and_compound_keys_match_feast(keyed: TypedKeys, version: int) -> None:
+    join_keys, types = keyed
+    proto = EntityKey(
+        join_keys=list(join_keys),
+        entity_values=[Value(**{_PROTO_FIELD[types[k]]: v}) for k, v in join_keys.items()],
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Feast warns on version 2, which it still reads
+        expected = feast_serialize(proto, entity_key_serialization_version=version)
+    assert serialize_entity_key(join_keys, types, version) == expected
+
+
+def test_an_int64_key_differs_from_its_string_spelling() -> None:
+    # The bug this guards against: an Int64 entity read with a string key finds nothing, silently.
+    assert serialize_entity_key({"driver_id": 1001}, {"driver_id": "int64"}) != serialize_entity_key(
+        {"driver_id": "1001"}
+    )
 
 
 def test_redis_key_matches_feast() -> None:
@@ -79,7 +120,8 @@ def test_lists_are_refused() -> None:
 def test_layout_json_round_trip() -> None:
     layout = RedisLayout(
         project="p",
-        views=[ViewLayout(name="v", join_keys={"customer_id": "customer_id"}, columns=["a", "b"],
+        views=[ViewLayout(name="v", join_keys={"customer_id": "customer_id"}, key_types={"customer_id": "int64"},
+                          columns=["a", "b"],
                           fields=[b"\x01\x02\x03\x04", b"\xff\x00\x00\x01"])],
     )
     assert RedisLayout.from_json(layout.to_json()) == layout

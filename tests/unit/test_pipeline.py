@@ -33,7 +33,7 @@ def make_model() -> LoadedModel:
 
 
 MODEL = make_model()
-RULES = EventRules.for_model(MODEL.metadata.entity_fields, SPECS, 4096, 300, 7 * 86_400)
+RULES = EventRules.for_model(MODEL.metadata.entities, SPECS, 4096, 300, 7 * 86_400)
 ticks = count()
 CLOCK = Clock(now=lambda: NOW, perf=lambda: float(next(ticks)))
 

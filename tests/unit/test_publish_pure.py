@@ -121,8 +121,16 @@ def test_file_messages_sends_lines_as_is() -> None:
     messages = list(file_messages(lines))
     assert [m.value for m in messages] == [good, spaced, b"not json", b"[1, 2]"]
     assert [m.key for m in messages] == [b"C00001", b"C2", None, None]
-    assert [m.valid for m in messages] == [True, False, False, False]
-    assert messages[0].event_id == "e-1"
+    # Only "is it a JSON object": the schema is the served model's, checked by the worker.
+    assert [m.valid for m in messages] == [True, True, False, False]
+    assert [m.event_id for m in messages] == ["e-1", "e-2", None, None]
+
+
+def test_file_messages_key_by_any_field_typed_as_text() -> None:
+    lines = [b'{"event_id": "t1", "driver_id": 1001}', b'{"event_id": "t2", "driver_id": "D7"}',
+             b'{"event_id": "t3", "driver_id": true}', b'{"event_id": "t4"}']
+    assert [m.key for m in file_messages(lines, key_field="driver_id")] == [b"1001", b"D7", None, None]
+    assert [m.key for m in file_messages(lines[:1], key_field=None)] == [None]
 
 
 # --- the loop with a fake producer ----------------------------------------------------------------------
@@ -217,7 +225,6 @@ def test_send_messages_aborts_after_repeated_send_errors() -> None:
     assert summary.aborted
     assert summary.sent == 0
     assert summary.attempted == summary.failed == 5
-    assert "ABORTED" in summary.describe()
 
 
 def test_progress_draws_on_given_stream() -> None:
@@ -230,7 +237,7 @@ def test_progress_draws_on_given_stream() -> None:
     assert make_progress(False, 5, stream) is None
 
 
-def test_summary_describe() -> None:
+def test_summary_rate_counts_acknowledged_records() -> None:
     summary = PublishSummary(
         topic="transactions",
         attempted=10,
@@ -241,6 +248,5 @@ def test_summary_describe() -> None:
         first_event_id="a",
         last_event_id="b",
     )
-    text = summary.describe()
-    assert "9 of 10" in text and "transactions" in text and "1 failed" in text and "a .. b" in text
     assert summary.rate == pytest.approx(4.5)
+    assert PublishSummary("transactions", 0, 0, 0, 0, 0.0).rate == 0.0

@@ -23,7 +23,7 @@ from driftline.registry import (
 
 
 def _estimator() -> DummyClassifier:
-    return DummyClassifier(strategy="prior").fit(np.zeros((4, 1)), [0, 0, 0, 1])
+    return DummyClassifier(strategy="prior").fit(np.zeros((4, 2)), [0, 0, 0, 1])
 
 
 def _metadata(version: str = "20260101T000000Z") -> ModelMetadata:

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from driftline.registry import FeatureSpec
+from driftline.registry import EntitySpec, FeatureSpec
 from stream_app.core.validation import EventRules, Rejection, ValidEvent, validate_event
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -15,9 +15,10 @@ SPECS = [
     FeatureSpec(name="hour_of_day", source="request", field="hour_of_day", integer=True, minimum=0, maximum=23),
 ]
 MAX_AGE_S = 7 * 86_400.0
-RULES = EventRules.for_model(
-    {"customer_id": "customer_id", "merchant_id": "merchant_id"}, SPECS, 4096, 300, MAX_AGE_S
-)
+ENTITIES = [
+    EntitySpec(field="customer_id", join_key="customer_id"), EntitySpec(field="merchant_id", join_key="merchant_id")
+]
+RULES = EventRules.for_model(ENTITIES, SPECS, 4096, 300, MAX_AGE_S)
 
 
 def event(**overrides: object) -> dict[str, object]:
@@ -129,7 +130,7 @@ def test_an_event_just_inside_the_allowed_age_is_accepted() -> None:
 
 
 def test_the_allowed_age_is_a_setting() -> None:
-    hourly = EventRules.for_model(RULES.entity_fields, SPECS, 4096, 300, 3600)
+    hourly = EventRules.for_model(RULES.entities, SPECS, 4096, 300, 3600)
     raw = orjson.dumps(event(event_time=(NOW - timedelta(hours=2)).isoformat()))
     result = validate_event(raw, hourly, NOW)
     assert isinstance(result, Rejection) and "is 2:00:00 old (more than the allowed 1:00:00)" in result.reason
@@ -143,7 +144,7 @@ def test_an_offset_beyond_the_calendar_is_refused_not_raised() -> None:
 
 
 def test_skew_allowance_is_a_setting() -> None:
-    strict = EventRules.for_model(RULES.entity_fields, SPECS, 4096, 0, MAX_AGE_S)
+    strict = EventRules.for_model(RULES.entities, SPECS, 4096, 0, MAX_AGE_S)
     raw = orjson.dumps(event(event_time=(NOW + timedelta(seconds=5)).isoformat()))
     assert isinstance(validate_event(raw, strict, NOW), Rejection)
     assert isinstance(validate_event(raw, RULES, NOW), ValidEvent)
@@ -181,7 +182,7 @@ def test_an_escaped_key_is_the_same_key() -> None:
 def test_a_duplicate_too_deep_for_the_stdlib_parser_is_still_refused() -> None:
     depth = 1000  # orjson accepts it; the stdlib parser hits the recursion limit
     raw = b'{"event_id":"a","deep":' + b"[" * depth + b'{"x":1,"x":2}' + b"]" * depth + b"}"
-    result = validate_event(raw, EventRules.for_model({}, [], 65_536, 300, MAX_AGE_S), NOW)
+    result = validate_event(raw, EventRules.for_model([], [], 65_536, 300, MAX_AGE_S), NOW)
     assert isinstance(result, Rejection) and result.error_type == "duplicate_field", result
 
 
