@@ -29,7 +29,7 @@ COPY training ./training
 COPY driftline_tools ./driftline_tools
 RUN pip install --no-deps . && rm -rf build
 
-# Unprivileged user; DRIFTLINE_HOME (data, Feast registry, models) is a volume shared by the
+# Unprivileged user; DRIFTLINE_HOME (data, Feast registry; models live in the MLflow service) is a volume shared by the
 # services of docker-compose.yml, owned by this user so a fresh named volume inherits it.
 RUN useradd --create-home --uid 10001 driftline \
     && mkdir -p /var/lib/driftline \

@@ -1,24 +1,23 @@
-"""The model registry: versioned artifacts with metadata, and a pointer to the version in production.
+"""The model registry: what a model version is (metadata, checks) and where it is kept (MLflow).
 
-Layout of a registry folder::
-
-    <registry>/<model_name>/<version>/model.pkl       the fitted scikit-learn estimator (pickle)
-    <registry>/<model_name>/<version>/metadata.json   ModelMetadata, including the artifact's SHA-256
-    <registry>/<model_name>/production                the version in production, one line
-
-Training (writes) and the stream worker (reads) share this module. Pickle runs code when it is
-loaded, so an artifact is deserialized only after its SHA-256 matches the metadata's record:
-a registry folder is trusted as much as the code that serves from it, and the checksum keeps a
-corrupted or swapped file from ever reaching ``pickle.loads``.
+A version is an MLflow Model Registry version made from an MLflow run: its artifact folder holds the
+fitted estimator as an MLflow sklearn model (``model.pkl``, pickle) and driftline's ``metadata.json``
+(features, entities, task, drift reference). Aliases (``production``, ``canary``, ``shadow``) say what
+serves; every alias move is also recorded, append-only, as a registered-model tag, because MLflow
+keeps no alias history. Pickle runs code when it is loaded, so an artifact is deserialized only after
+its SHA-256 matches the version's tag: the checksum keeps a corrupted or swapped file from ever
+reaching ``pickle.loads``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
 import tempfile
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,10 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from driftline.errors import ChecksumMismatchError, ModelLoadError
 from driftline.reference_types import DriftReference
+from driftline.settings import ModelSettings, mask_url
 
 ARTIFACT_FILE = "model.pkl"
 METADATA_FILE = "metadata.json"
-PRODUCTION_POINTER = "production"
 
 
 class FeatureSpec(BaseModel):
@@ -232,75 +231,306 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+#: Aliases serving reads: the model in production, a canary taking a share of traffic, a shadow scored aside.
+ALIASES = ("production", "canary", "shadow")
+#: Registered-model tag prefix of the alias history (MLflow keeps no history of its own).
+HISTORY_TAG = "driftline.alias_move."
+#: Model-version tag holding the SHA-256 of the artifact's model.pkl.
+SHA_TAG = "driftline.artifact_sha256"
+#: The run's artifact folder holding the MLflow model (MLmodel, model.pkl) and metadata.json.
+MODEL_DIR = "model"
+
+
+class AliasMove(BaseModel):
+    """One move of an alias: append-only, kept as a registered-model tag in MLflow."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sequence: int
+    at: datetime
+    model: str
+    alias: str
+    from_version: str | None
+    to_version: str | None  # None: the alias was removed
+    by: str
+    reason: str
+
+
+class VersionInfo(BaseModel):
+    """One registered version as ``driftline model list`` shows it."""
+
+    model_config = ConfigDict(frozen=True, protected_namespaces=())
+
+    model: str
+    version: str
+    run_id: str | None
+    created_at: datetime
+    aliases: list[str]
+    metrics: dict[str, float]
+    feature_service: str | None
+    task: str | None
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return os.environ.get("DRIFTLINE_ACTOR") or getpass.getuser()
+    except Exception:  # no user name in some containers
+        return "unknown"
+
+
 class ModelRegistry:
-    """A folder of versioned models."""
+    """Versions, aliases and alias history in MLflow's Model Registry; artifacts verified before unpickling.
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    The tracking store is ``MLFLOW_TRACKING_URI`` when set, else a SQLite file under the driftline home
+    (no server). Each version's artifact folder is an MLflow sklearn model (``mlflow.pyfunc`` loads
+    ``models:/<name>@<alias>`` too) plus driftline's ``metadata.json``; its model-version tags carry
+    the SHA-256 of ``model.pkl`` and what a person needs to see without downloading it.
+    """
 
-    def _dir(self, name: str, version: str) -> Path:
-        return self.root / name / version
+    def __init__(self, settings: ModelSettings) -> None:
+        # MLflow draws a progress bar on stderr for every artifact download, which is every model load.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        # MLflow's HTTP client retries for minutes by default: a server that is down would hang a worker's
+        # start, every poll and every command. Fail in seconds instead, with the reason (one line).
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        from mlflow import MlflowClient
 
-    def versions(self, name: str) -> list[str]:
-        """Versions of ``name`` that have metadata, oldest first (versions sort by creation)."""
-        base = self.root / name
-        if not base.is_dir():
+        self.tracking_uri = settings.tracking_uri
+        self.artifact_root = settings.mlflow_artifact_root
+        if settings.mlflow_tracking_uri is None:
+            settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+        self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    @property
+    def client(self) -> Any:
+        """The MLflow client (training logs its runs through it)."""
+        return self._client
+
+    def where(self) -> str:
+        """The tracking store, without credentials."""
+        return mask_url(self.tracking_uri)
+
+    def experiment_id(self, name: str) -> str:
+        """The experiment of model ``name`` (created on first use; embedded: artifacts under the home)."""
+        experiment = self._client.get_experiment_by_name(name)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        location = self.artifact_root.resolve().as_uri() if self.artifact_root is not None else None
+        return str(self._client.create_experiment(name, artifact_location=location))
+
+    # ---- writing
+    def register(self, estimator: object, metadata: ModelMetadata, run_id: str) -> ModelMetadata:
+        """Log ``estimator`` and its metadata to run ``run_id`` and make them a new version of the model.
+
+        Returns the metadata with the version MLflow assigned and the artifact's checksum.
+        """
+        import mlflow.sklearn
+        from mlflow.exceptions import MlflowException
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / MODEL_DIR
+            # Naming the requirements skips MLflow's inference of them (a subprocess, ~3 s per version).
+            requirements = [f"{name}=={version}" for name, version in metadata.library_versions.items()
+                            if name in ("scikit-learn", "numpy", "pandas")]
+            mlflow.sklearn.save_model(
+                estimator, str(folder), serialization_format="pickle", pip_requirements=requirements or None
+            )
+            checksum = sha256_of((folder / ARTIFACT_FILE).read_bytes())
+            metadata = metadata.model_copy(update={"artifact_sha256": checksum})
+            (folder / METADATA_FILE).write_text(metadata.model_dump_json(indent=2))
+            self._client.log_artifacts(run_id, str(folder), MODEL_DIR)
+        source = f"{self._client.get_run(run_id).info.artifact_uri}/{MODEL_DIR}"
+        with contextlib.suppress(MlflowException):  # it exists already
+            self._client.create_registered_model(metadata.name)
+        tags = {
+            SHA_TAG: checksum,
+            "driftline.feature_service": metadata.feature_service,
+            "driftline.task": metadata.task,
+            "driftline.entities": ",".join(f"{e.field}:{e.dtype}" for e in metadata.entities),
+            "driftline.request_fields": ",".join(f.name for f in metadata.request_fields),
+            "driftline.threshold": "" if metadata.threshold is None else f"{metadata.threshold:g}",
+            "driftline.positive_class": "" if metadata.positive_class is None else str(metadata.positive_class),
+        }
+        version = self._client.create_model_version(metadata.name, source, run_id=run_id, tags=tags)
+        return metadata.model_copy(update={"version": str(version.version)})
+
+    def history(self, name: str) -> list[AliasMove]:
+        """Every alias move of ``name``, oldest first."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            tags = self._client.get_registered_model(name).tags
+        except MlflowException:
             return []
-        return sorted(p.name for p in base.iterdir() if (p / METADATA_FILE).is_file())
+        moves = [AliasMove.model_validate_json(v) for k, v in tags.items() if k.startswith(HISTORY_TAG)]
+        return sorted(moves, key=lambda m: m.sequence)
+
+    def _record(self, name: str, alias: str, before: str | None, after: str | None, reason: str) -> AliasMove:
+        sequence = max((m.sequence for m in self.history(name)), default=0) + 1
+        move = AliasMove(
+            sequence=sequence, at=datetime.now(UTC), model=name, alias=alias, from_version=before,
+            to_version=after, by=_actor(), reason=reason,
+        )
+        self._client.set_registered_model_tag(name, f"{HISTORY_TAG}{sequence:06d}", move.model_dump_json())
+        return move
+
+    def set_alias(self, name: str, alias: str, version: str, reason: str) -> AliasMove:
+        """Point ``alias`` at ``version`` and record the move (who, when, why)."""
+        if alias not in ALIASES:
+            raise ModelLoadError(f"alias {alias!r} is not one of {', '.join(ALIASES)}")
+        self._require_version(name, version)
+        before = self.aliases(name).get(alias)
+        self._client.set_registered_model_alias(name, alias, version)
+        return self._record(name, alias, before, version, reason)
+
+    def remove_alias(self, name: str, alias: str, reason: str) -> AliasMove | None:
+        """Remove ``alias`` (when set) and record the move."""
+        before = self.aliases(name).get(alias)
+        if before is None:
+            return None
+        self._client.delete_registered_model_alias(name, alias)
+        return self._record(name, alias, before, None, reason)
+
+    def rollback(self, name: str, reason: str, alias: str = "production") -> AliasMove:
+        """Point ``alias`` back at the version it held before its last move."""
+        current = self.aliases(name).get(alias)
+        moves = [m for m in self.history(name) if m.alias == alias and m.to_version == current]
+        previous = moves[-1].from_version if moves else None
+        if previous is None:
+            raise ModelLoadError(f"model {name}: {alias} has no earlier version to roll back to")
+        return self.set_alias(name, alias, previous, reason)
+
+    # ---- reading
+    def aliases(self, name: str) -> dict[str, str]:
+        """Alias -> version of ``name``: one registry call, what a worker polls."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self._client.get_registered_model(name)
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+                return {}
+            raise ModelLoadError(f"the model registry {self.where()} cannot be read: {exc}") from exc
+        except Exception as exc:  # a server that is down: connection errors, timeouts
+            raise ModelLoadError(f"the model registry {self.where()} cannot be read: {exc}") from exc
+        return {alias: str(version) for alias, version in model.aliases.items()}
 
     def production_version(self, name: str) -> str | None:
-        """The version the production pointer names, or None when there is none."""
-        pointer = self.root / name / PRODUCTION_POINTER
-        if not pointer.is_file():
-            return None
-        return pointer.read_text(encoding="utf-8").strip() or None
+        """The version the production alias names, or None."""
+        return self.aliases(name).get("production")
 
-    def save(self, estimator: object, metadata: ModelMetadata) -> ModelMetadata:
-        """Write a new version; the returned metadata carries the artifact's checksum."""
-        data = pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)
-        metadata = metadata.model_copy(update={"artifact_sha256": sha256_of(data)})
-        target = self._dir(metadata.name, metadata.version)
-        if (target / METADATA_FILE).exists():
-            raise ModelLoadError(f"model {metadata.name} version {metadata.version} already exists")
-        atomic_write(target / ARTIFACT_FILE, data)
-        atomic_write(target / METADATA_FILE, metadata.model_dump_json(indent=2).encode())
-        return metadata
+    def versions(self, name: str) -> list[VersionInfo]:
+        """Every version of ``name``, oldest first, with its run's metrics and its aliases."""
+        from mlflow.exceptions import MlflowException
 
-    def promote(self, name: str, version: str) -> None:
-        """Point production at ``version`` (atomic rename, so readers never see a half pointer)."""
-        if version not in self.versions(name):
-            raise ModelLoadError(f"model {name} has no version {version} in {self.root}")
-        atomic_write(self.root / name / PRODUCTION_POINTER, f"{version}\n".encode())
+        try:
+            found = self._client.search_model_versions(f"name = '{name}'")
+        except MlflowException:
+            return []
+        by_version: dict[str, list[str]] = {}
+        for alias, version in self.aliases(name).items():
+            by_version.setdefault(version, []).append(alias)
+        out: list[VersionInfo] = []
+        for mv in sorted(found, key=lambda v: int(v.version)):
+            metrics = dict(self._client.get_run(mv.run_id).data.metrics) if mv.run_id else {}
+            out.append(
+                VersionInfo(
+                    model=name, version=str(mv.version), run_id=mv.run_id,
+                    created_at=datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC),
+                    aliases=sorted(by_version.get(str(mv.version), [])), metrics=metrics,
+                    feature_service=mv.tags.get("driftline.feature_service"), task=mv.tags.get("driftline.task"),
+                )
+            )
+        return out
+
+    def lineage(self, name: str, version: str) -> dict[str, str]:
+        """Where a version came from: its run, the data it saw (MLflow dataset digests), the code revision."""
+        mv = self._require_version(name, version)
+        out = {"tracking store": self.where(), "source": str(mv.source)}
+        if not mv.run_id:
+            return out
+        run = self._client.get_run(mv.run_id)
+        out["run"] = f"{run.info.run_name} ({mv.run_id}), {run.info.status}"
+        out["run page"] = f"#/experiments/{run.info.experiment_id}/runs/{mv.run_id} in the MLflow UI"
+        for dataset_input in run.inputs.dataset_inputs if run.inputs else []:
+            context = next((t.value for t in dataset_input.tags if t.key == "mlflow.data.context"), "data")
+            dataset = dataset_input.dataset
+            out[f"{context} data"] = f"{dataset.name} digest {dataset.digest}, from {dataset.source}"[:300]
+        revision = run.data.tags.get("mlflow.source.git.commit")
+        if revision:
+            out["code revision"] = revision
+        return out
+
+    def _require_version(self, name: str, version: str) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._client.get_model_version(name, version)
+        except MlflowException as exc:
+            raise ModelLoadError(f"model {name} has no version {version} in {self.where()}") from exc
+        except Exception as exc:
+            raise ModelLoadError(f"the model registry {self.where()} cannot be read: {exc}") from exc
+
+    def resolve(self, name: str, version_or_alias: str | None = None) -> str:
+        """A version number from a version, an alias, or None (production)."""
+        wanted = version_or_alias or "production"
+        if wanted.isdigit():
+            return wanted
+        version = self.aliases(name).get(wanted)
+        if version is None:
+            hint = "; run `driftline train` or `driftline model promote`" if wanted == "production" else ""
+            raise ModelLoadError(f"model {name} has no {wanted} version in {self.where()}{hint}")
+        return version
+
+    def _download(self, name: str, version: str, into: Path) -> Path:
+        import mlflow.artifacts
+
+        source = self._client.get_model_version_download_uri(name, version)
+        try:
+            # A server's mlflow-artifacts: URI resolves against the tracking URI given, not MLflow's global one.
+            return Path(mlflow.artifacts.download_artifacts(
+                artifact_uri=source, dst_path=str(into), tracking_uri=self.tracking_uri
+            ))
+        except Exception as exc:
+            raise ModelLoadError(
+                f"model {name} version {version}: artifacts at {source} cannot be read: {exc}"
+            ) from exc
 
     def read_metadata(self, name: str, version: str) -> ModelMetadata:
-        """Read and validate one version's metadata."""
-        path = self._dir(name, version) / METADATA_FILE
-        try:
-            return ModelMetadata.model_validate_json(path.read_bytes())
-        except FileNotFoundError as exc:
-            raise ModelLoadError(f"model {name} version {version}: no metadata at {path}") from exc
-        except ValidationError as exc:
-            raise ModelLoadError(f"model {name} version {version}: invalid metadata: {exc}") from exc
+        """Read and validate one version's metadata; its version is MLflow's."""
+        self._require_version(name, version)
+        with tempfile.TemporaryDirectory() as tmp:
+            return _metadata(self._download(name, version, Path(tmp)), name, version)
 
-    def load(self, name: str, version: str | None = None) -> LoadedModel:
-        """Load ``version`` (default: production), verifying the checksum before unpickling."""
-        if version is None:
-            version = self.production_version(name)
-            if version is None:
-                raise ModelLoadError(
-                    f"model {name} has no production version in {self.root}; run `driftline train`"
-                )
-        metadata = self.read_metadata(name, version)
-        path = self._dir(name, version) / ARTIFACT_FILE
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError as exc:
-            raise ModelLoadError(f"model {name} version {version}: artifact {path} is missing") from exc
+    def load(
+        self,
+        name: str,
+        version_or_alias: str | None = None,
+        check: Callable[[ModelMetadata], None] | None = None,
+    ) -> LoadedModel:
+        """Load a version or alias (default: production), verifying the checksum tag before unpickling.
+
+        ``check`` sees the metadata first and may refuse the version (raise) before anything is unpickled.
+        """
+        version = self.resolve(name, version_or_alias)
+        recorded = self._require_version(name, version).tags.get(SHA_TAG)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self._download(name, version, Path(tmp))
+            metadata = _metadata(folder, name, version)
+            if check is not None:
+                check(metadata)
+            try:
+                data = (folder / ARTIFACT_FILE).read_bytes()
+            except FileNotFoundError as exc:
+                raise ModelLoadError(f"model {name} version {version}: artifact {ARTIFACT_FILE} is missing") from exc
         actual = sha256_of(data)
-        if actual != metadata.artifact_sha256:
+        if actual != recorded:
             raise ChecksumMismatchError(
-                f"model {name} version {version}: artifact {path} has SHA-256 {actual}, "
-                f"the registry recorded {metadata.artifact_sha256}; refusing to load it"
+                f"model {name} version {version}: {ARTIFACT_FILE} has SHA-256 {actual}, "
+                f"the registry recorded {recorded}; refusing to load it"
             )
         try:
             estimator = pickle.loads(data)
@@ -310,3 +540,14 @@ class ModelRegistry:
         if problems:
             raise ModelLoadError(f"model {name} version {version}: {'; '.join(problems)}")
         return LoadedModel(metadata=metadata, estimator=estimator)
+
+
+def _metadata(folder: Path, name: str, version: str) -> ModelMetadata:
+    path = folder / METADATA_FILE
+    try:
+        metadata = ModelMetadata.model_validate_json(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"model {name} version {version}: no {METADATA_FILE} in its artifacts") from exc
+    except ValidationError as exc:
+        raise ModelLoadError(f"model {name} version {version}: invalid metadata: {exc}") from exc
+    return metadata.model_copy(update={"version": version})

@@ -101,6 +101,8 @@ def utc_instant(value: object) -> datetime:
 def mask_url(url: str) -> str:
     """Show a URL without its credentials or query (redis-py reads a password from either)."""
     parsed = urlparse(url)
+    if parsed.scheme in ("file", "sqlite") and "@" not in url:
+        return url  # a local path: nothing secret in it
     if not parsed.scheme or not parsed.hostname:
         return "**********"  # not a URL we can take apart safely: show nothing of it
     host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
@@ -180,7 +182,16 @@ class KafkaSettings(_Base):
     dead_letter_topic: str = Field(
         default="transactions-dead-letters", validation_alias=_env("DRIFTLINE_DEAD_LETTER_TOPIC")
     )
+    shadow_topic: str | None = Field(
+        default=None, validation_alias=_env("DRIFTLINE_SHADOW_TOPIC"),
+        description="Where a shadow version's predictions go; unset: <predictions topic>-shadow.",
+    )
     topic_partitions: int = Field(default=4, ge=1, validation_alias=_env("DRIFTLINE_TOPIC_PARTITIONS"))
+
+    @property
+    def shadow_predictions_topic(self) -> str:
+        """The shadow version's predictions topic: never the predictions topic."""
+        return self.shadow_topic or f"{self.predictions_topic}-shadow"
 
     _kafka_source: AddressSource = PrivateAttr(default="environment")
 
@@ -272,15 +283,32 @@ class FeastSettings(RedisSettings):
 
 
 class ModelSettings(_Base):
-    """Where versioned models are kept and which one is served."""
+    """Where versioned models are kept (MLflow) and which one is served."""
 
-    model_registry: Path | None = Field(default=None, validation_alias=_env("DRIFTLINE_MODEL_REGISTRY"))
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=_env("MLFLOW_TRACKING_URI"),
+        description="An MLflow tracking server (or database URI); unset: SQLite under the driftline home.",
+    )
     model_name: str = Field(default="fraud", validation_alias=_env("DRIFTLINE_MODEL_NAME"))
 
     @property
-    def registry_dir(self) -> Path:
-        """The registry folder; defaults to ``$DRIFTLINE_HOME/models``."""
-        return self.model_registry if self.model_registry is not None else self.home / "models"
+    def mlflow_dir(self) -> Path:
+        """The embedded MLflow store: ``mlflow.db`` and the ``artifacts`` folder."""
+        return self.home / "mlflow"
+
+    @property
+    def tracking_uri(self) -> str:
+        """``MLFLOW_TRACKING_URI``, or the embedded SQLite store."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.mlflow_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifact_root(self) -> Path | None:
+        """Where a local store (the embedded one, or a database URI) keeps artifacts; None when a server decides."""
+        remote = (self.mlflow_tracking_uri or "").split(":", 1)[0] in ("http", "https", "databricks")
+        return None if remote else self.mlflow_dir / "artifacts"
 
 
 class WorkerSettings(KafkaSettings, FeastSettings, ModelSettings):
@@ -293,6 +321,24 @@ class WorkerSettings(KafkaSettings, FeastSettings, ModelSettings):
     )
     feature_timeout_s: float = Field(
         default=1.0, gt=0, le=60, validation_alias=_env("DRIFTLINE_FEATURE_TIMEOUT_S")
+    )
+    canary_percent: float = Field(
+        default=0.0, ge=0, le=100, validation_alias=_env("DRIFTLINE_CANARY_PERCENT"),
+        description="Share of entity keys the canary alias scores (0: the canary alias serves nothing).",
+    )
+    canary_guard: bool = Field(
+        default=True, validation_alias=_env("DRIFTLINE_CANARY_GUARD"),
+        description="Move the canary alias back when it breaks a limit below (recorded in the alias history).",
+    )
+    canary_max_dead_letter_increase: float = Field(
+        default=0.02, ge=0, le=1, validation_alias=_env("DRIFTLINE_CANARY_MAX_DEAD_LETTER_INCREASE")
+    )
+    canary_max_p99_ratio: float = Field(default=2.0, gt=1, validation_alias=_env("DRIFTLINE_CANARY_MAX_P99_RATIO"))
+    canary_max_score_psi: float = Field(default=0.25, gt=0, validation_alias=_env("DRIFTLINE_CANARY_MAX_SCORE_PSI"))
+    canary_min_events: int = Field(default=500, ge=50, validation_alias=_env("DRIFTLINE_CANARY_MIN_EVENTS"))
+    model_poll_s: float = Field(
+        default=1.0, gt=0, le=60, validation_alias=_env("DRIFTLINE_MODEL_POLL_S"),
+        description="How often the worker reads the model's aliases; a move is served within this interval.",
     )
     feature_reader: Literal["redis", "feast"] = Field(
         default="redis", validation_alias=_env("DRIFTLINE_FEATURE_READER"),

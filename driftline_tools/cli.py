@@ -12,7 +12,6 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, redirect_stdout
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -24,7 +23,8 @@ if TYPE_CHECKING:
 
     from drift.records import FreshnessSummary, RunEvaluation
     from drift.report import ReportWritten
-    from driftline.settings import KafkaSettings, ModelSettings, RedisSettings
+    from driftline.registry import AliasMove, VersionInfo
+    from driftline.settings import KafkaSettings, RedisSettings
     from driftline_tools.bench.measure import BenchReport
     from driftline_tools.demo import DemoResult
     from driftline_tools.scenarios import P99Comparison, ScenarioResult, SoakResult, SoakSample
@@ -183,48 +183,32 @@ def replay_lines(result: ReplayResult) -> list[str]:
     return lines
 
 
-@dataclass(frozen=True)
-class RegisteredVersion:
-    """One registered model version, as ``driftline model list`` shows it."""
-
-    model: str
-    version: str
-    production: bool
-    feature_service: str
-    metrics: dict[str, float]
-
-
-def registered_versions(settings: ModelSettings) -> list[RegisteredVersion]:
-    """Every registered version of the configured model, oldest first."""
-    from driftline.registry import ModelRegistry
-
-    registry = ModelRegistry(settings.registry_dir)
-    production = registry.production_version(settings.model_name)
-    versions = []
-    for version in registry.versions(settings.model_name):
-        meta = registry.read_metadata(settings.model_name, version)
-        versions.append(
-            RegisteredVersion(
-                settings.model_name, version, version == production, meta.feature_service, dict(meta.metrics)
-            )
-        )
-    return versions
-
-
-def models_table(versions: Sequence[RegisteredVersion]) -> Table:
-    """One row per version, one column per metric; ``*`` marks the production version."""
-    metric_names = sorted({name for v in versions for name in v.metrics})
+def models_table(versions: Sequence[VersionInfo]) -> Table:
+    """One row per version: its run, aliases, creation time and headline metrics."""
+    known = ("roc_auc", "pr_auc", "brier", "accuracy", "mae", "rmse")
+    headline = [m for m in known if any(m in v.metrics for v in versions)]
     rows = [
         [
-            "*" if v.production else "",
-            v.model,
             v.version,
-            v.feature_service,
-            *(f"{v.metrics[name]:.4f}" if name in v.metrics else "" for name in metric_names),
+            ", ".join(v.aliases),
+            v.run_id[:12] if v.run_id else "",
+            f"{v.created_at:%Y-%m-%d %H:%M:%S}",
+            v.feature_service or "",
+            *(f"{v.metrics[name]:.4f}" if name in v.metrics else "" for name in headline),
         ]
         for v in versions
     ]
-    return _table(None, ["production", "model", "version", "feature service", *metric_names], rows)
+    return _table(None, ["version", "aliases", "run", "created (UTC)", "feature service", *headline], rows)
+
+
+def history_table(moves: Sequence[AliasMove]) -> Table:
+    """Every alias move, oldest first: when, which alias, from and to, by whom and why."""
+    rows = [
+        [m.sequence, f"{m.at:%Y-%m-%d %H:%M:%S}", m.alias, m.from_version or "-", m.to_version or "(removed)", m.by,
+         m.reason]
+        for m in moves
+    ]
+    return _table(None, ["#", "at (UTC)", "alias", "from", "to", "by", "reason"], rows)
 
 
 def scenarios_table(results: Sequence[ScenarioResult]) -> Table:
@@ -441,9 +425,10 @@ def train_renderables(result: TrainResult) -> list[RenderableType]:
     lines = Text(
         "\n".join(
             [
-                f"model {result.model} {result.version}{production} -> {result.path}",
+                f"model {result.model} version {result.version}{production}, MLflow run {result.run_id} "
+                f"in {result.tracking_uri}",
                 f"training set: {result.train_rows + result.test_rows} rows, {result.features} features "
-                f"from {result.feature_service}",
+                f"from {result.feature_service} (MLflow dataset digest {result.dataset_digest})",
                 f"train {result.train_rows} rows ({start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M}), "
                 f"test {result.test_rows} rows from {result.test_start:%Y-%m-%d %H:%M}",
                 f"join {result.join_s:.1f}s, fit {result.fit_s:.1f}s, total {result.total_s:.1f}s",
@@ -774,8 +759,9 @@ def model_register(
     name: Annotated[str, typer.Option(help="Model name (DRIFTLINE_MODEL_NAME serves it).")],
     feature_service: Annotated[str, typer.Option(help="The Feast feature service the model reads.")],
     sample: Annotated[
-        Path, typer.Option(help="Parquet of entity rows (join keys, event_timestamp, request fields): "
-                           "the drift reference, and metrics with --label.")
+        Path, typer.Option("--sample", "--reference", help="Parquet of entity rows (join keys, event_timestamp, "
+                           "request fields): Feast's features for them make the drift reference (and metrics "
+                           "with --label).")
     ],
     label: Annotated[str | None, typer.Option(help="Label column of the sample, for metrics.")] = None,
     positive_class: Annotated[str | None, typer.Option(help="Binary: the positive class (default 1 for 0/1).")] = None,
@@ -813,7 +799,7 @@ def schema(
     from stream_app.core.validation import EventRules, event_json_schema
 
     settings = WorkerSettings()
-    meta = ModelRegistry(settings.registry_dir).load(settings.model_name, version).metadata
+    meta = ModelRegistry(settings).load(settings.model_name, version).metadata
     rules = EventRules.for_model(
         meta.entities, meta.features, settings.max_event_bytes, settings.max_future_skew_s,
         settings.max_event_age_s, meta.request_fields,
@@ -821,27 +807,168 @@ def schema(
     _echo_json(event_json_schema(rules, f"event for model {meta.name} version {meta.version}"))
 
 
+if TYPE_CHECKING:
+    from stream_app.batch import ScoreResult
+
+
+def score_table(result: ScoreResult) -> Table:
+    """What ``driftline score`` read, scored, refused (by error type) and wrote."""
+    refused = sum(result.refused.values())
+    by_type = ", ".join(f"{name} {count}" for name, count in result.refused.items())
+    return _facts(
+        None,
+        [
+            ["input", result.input],
+            ["model", f"{result.model} version {result.model_version}"],
+            ["rows", result.rows],
+            ["scored", f"{result.scored} ({result.missing_features} with a feature Feast had no value for)"],
+            ["refused", f"{refused} ({by_type})" if by_type else refused],
+            ["features", f"{result.lookups} point-in-time lookups in {result.joins} Feast join(s)"],
+            ["seconds", f"{result.seconds:.2f}"],
+            ["output", result.output],
+        ],
+    )
+
+
+@app.command("score")
+def score(
+    input: Annotated[
+        Path, typer.Option("--input", help="Events: .jsonl (one JSON event a line) or .parquet (a column per field).")
+    ],
+    output: Annotated[Path, typer.Option("--output", help="Parquet to write: one row per input event.")],
+    model: Annotated[
+        str | None, typer.Option("--model", help="A version number or alias (default: production).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Score a file of events as the worker would, with Feast's features as of each event's time.
+
+    Every event is one output row: scored, or refused with the reason the worker would dead-letter it with.
+    """
+    from driftline.settings import WorkerSettings
+    from stream_app.batch import score_file
+
+    settings = WorkerSettings()
+    with _job_output_to_stderr(), _progress(f"scoring {input}"):
+        result = score_file(settings, input, output, model)
+    if as_json:
+        _echo_json(result)
+    else:
+        _show(score_table(result))
+
+
 @model_app.command("list")
 def model_list(as_json: JsonOption = False) -> None:
-    """List registered versions, their metrics, and which one is in production."""
+    """List the registered versions: run, aliases, creation time, metrics."""
+    from driftline.registry import ModelRegistry
     from driftline.settings import ModelSettings
 
-    versions = registered_versions(ModelSettings())
+    settings = ModelSettings()
+    versions = ModelRegistry(settings).versions(settings.model_name)
     if as_json:
         _echo_json(versions)
     else:
         _show(models_table(versions))
 
 
-@model_app.command("promote")
-def model_promote(version: str) -> None:
-    """Point production at VERSION; running workers pick it up without a restart."""
+@model_app.command("show")
+def model_show(
+    version: Annotated[str, typer.Argument(help="A version number or an alias.")] = "production",
+    as_json: JsonOption = False,
+) -> None:
+    """One version's lineage: run, training data fingerprint, feature service, inputs, metrics."""
+    from rich.text import Text
+
     from driftline.registry import ModelRegistry
     from driftline.settings import ModelSettings
 
     settings = ModelSettings()
-    ModelRegistry(settings.registry_dir).promote(settings.model_name, version)
-    typer.echo(f"{settings.model_name}: production -> {version}")
+    registry = ModelRegistry(settings)
+    number = registry.resolve(settings.model_name, version)
+    meta = registry.read_metadata(settings.model_name, number)  # first: an unknown version is a ModelLoadError
+    info = next(v for v in registry.versions(settings.model_name) if v.version == number)
+    lineage = registry.lineage(settings.model_name, number)
+    if as_json:
+        summary = meta.model_dump(mode="json", exclude={"reference"})
+        _echo_json({"version": info, "lineage": lineage, "metadata": summary})
+        return
+    lines = [
+        f"model {meta.name} version {number} ({', '.join(info.aliases) or 'no alias'}), "
+        f"created {info.created_at:%Y-%m-%d %H:%M:%S} UTC",
+        f"{meta.task} on feature service {meta.feature_service}: {len(meta.features)} inputs ({meta.input_format})",
+        f"events carry: {', '.join(f'{e.field} ({e.dtype})' for e in meta.entities)}"
+        + "".join(f", {f.name}" for f in meta.request_fields),
+        *(f"{k}: {v}" for k, v in lineage.items()),
+    ]
+    metrics = _table("metrics", ["metric", "value"], [[k, f"{v:.4f}"] for k, v in sorted(info.metrics.items())])
+    _show(Text("\n".join(lines)), metrics)
+
+
+@model_app.command("promote")
+def model_promote(
+    version: Annotated[str, typer.Argument(help="The version number to point the alias at.")],
+    reason: Annotated[str, typer.Option(help="Why: recorded in the alias history.")],
+    to: Annotated[str, typer.Option(help="production, canary or shadow.")] = "production",
+    as_json: JsonOption = False,
+) -> None:
+    """Point an alias at VERSION; running workers pick it up without a restart."""
+    from driftline.registry import ModelRegistry
+    from driftline.settings import ModelSettings
+
+    settings = ModelSettings()
+    move = ModelRegistry(settings).set_alias(settings.model_name, to, version, reason)
+    if as_json:
+        _echo_json(move)
+    else:
+        _show(history_table([move]))
+
+
+@model_app.command("unset")
+def model_unset(
+    alias: Annotated[str, typer.Argument(help="canary or shadow (production cannot be unset: roll back).")],
+    reason: Annotated[str, typer.Option(help="Why: recorded in the alias history.")],
+) -> None:
+    """Remove a canary or shadow alias."""
+    from driftline.registry import ModelRegistry
+    from driftline.settings import ModelSettings
+
+    if alias == "production":
+        raise typer.BadParameter("production cannot be unset; use `driftline model rollback` or `model promote`")
+    settings = ModelSettings()
+    move = ModelRegistry(settings).remove_alias(settings.model_name, alias, reason)
+    _show(history_table([move]) if move else _table(None, ["alias"], [[f"{alias} was not set"]]))
+
+
+@model_app.command("rollback")
+def model_rollback(
+    reason: Annotated[str, typer.Option(help="Why: recorded in the alias history.")],
+    alias: Annotated[str, typer.Option(help="The alias to move back.")] = "production",
+    as_json: JsonOption = False,
+) -> None:
+    """Point production (or another alias) back at the version it held before its last move."""
+    from driftline.registry import ModelRegistry
+    from driftline.settings import ModelSettings
+
+    settings = ModelSettings()
+    move = ModelRegistry(settings).rollback(settings.model_name, reason, alias)
+    if as_json:
+        _echo_json(move)
+    else:
+        _show(history_table([move]))
+
+
+@model_app.command("history")
+def model_history(as_json: JsonOption = False) -> None:
+    """Every alias move: when, from, to, by whom, why (append-only, kept in the registry)."""
+    from driftline.registry import ModelRegistry
+    from driftline.settings import ModelSettings
+
+    settings = ModelSettings()
+    moves = ModelRegistry(settings).history(settings.model_name)
+    if as_json:
+        _echo_json(moves)
+    else:
+        _show(history_table(moves))
 
 
 # --- drift -----------------------------------------------------------------------------------------
@@ -930,6 +1057,28 @@ def drift_report(
 
 
 # --- streaming ------------------------------------------------------------------------------------
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+) -> None:
+    """Score events over HTTP with the worker's code: POST /v1/score, GET /healthz, /metrics and /docs."""
+    multiproc_preset = "PROMETHEUS_MULTIPROC_DIR" in os.environ
+    # Before feast: prometheus_client picks single- or multi-process values when imported, and
+    # importing feast sets the multi-process variables. This server is one process, as the worker is.
+    import prometheus_client  # noqa: F401
+
+    from driftline.settings import WorkerSettings
+    from feature_repo.store import feature_store
+    from stream_app.http import serve as serve_http
+
+    if not multiproc_preset:
+        # Importing feast sets this variable; the server is one process with its own registry (as the worker).
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    settings = WorkerSettings()
+    serve_http(settings, feature_store(settings), host, port)
 
 
 @app.command("worker")

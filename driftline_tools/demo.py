@@ -81,7 +81,7 @@ def run_demo(events: int, rate: float, invalid_fraction: float, keep_running: bo
         logger.info("%s", generate(training).summary())
     logger.info("%s", apply(training).summary())
     logger.info("%s", materialize(training).summary())
-    registry = ModelRegistry(training.registry_dir)
+    registry = ModelRegistry(training)
     if registry.production_version(training.model_name) is None:
         logger.info("%s", train(training).summary())
     model_version = registry.production_version(training.model_name)

@@ -65,7 +65,7 @@ class DriftSimulation:
 
 def run(settings: TrainingSettings, config: SimulationConfig, out: Path | None) -> DriftSimulation:
     """Generate the events, read their store values, and run the simulation on them."""
-    model = ModelRegistry(settings.registry_dir).load(settings.model_name, config.version)
+    model = ModelRegistry(settings).load(settings.model_name, config.version)
     meta = model.metadata
     start = config.start or default_start(datetime.now(UTC))
     events = generate_events(settings, config, start)

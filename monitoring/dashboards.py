@@ -227,9 +227,53 @@ def overview() -> Dashboard:
         .graph_mode(common.BigValueGraphMode.NONE),
         _timeseries(
             "Model reloads",
-            "Hot swaps of the served model by result; refused means a version failed its checks.",
+            "Alias moves the workers followed, by result; refused means a version failed its checks.",
             [_query(f"sum by (result) (increase(driftline_model_reloads_total[{RATE}]))", "{{result}}")],
             width=6,
+        ),
+        _timeseries(
+            "Versions by alias",
+            "Workers serving each version as production, canary or shadow.",
+            [_query("count by (alias, model_version) (driftline_model_info == 1)", "{{alias}} {{model_version}}")],
+            width=8,
+        ),
+        _timeseries(
+            "Refused versions and canary rollbacks",
+            "Versions an alias named that workers refused to serve (by reason), and canaries the guard moved back.",
+            [
+                _query(f"sum by (version, reason) (increase(driftline_model_load_failures_total[{RATE}]))",
+                       "refused {{version}}: {{reason}}"),
+                _query(f"sum by (version) (increase(driftline_canary_rollbacks_total[{RATE}]))",
+                       "canary {{version}} rolled back"),
+            ],
+            width=8,
+        ),
+        _timeseries(
+            "Shadow: decision agreement",
+            "Share of events whose shadow decision equals the served one, by version pair.",
+            [_query(
+                "sum by (model_version, shadow_version) "
+                f'(rate(driftline_shadow_decisions_total{{agree="true"}}[{RATE}])) '
+                f"/ sum by (model_version, shadow_version) (rate(driftline_shadow_decisions_total[{RATE}]))",
+                "{{model_version}} vs shadow {{shadow_version}}",
+            )],
+            unit="percentunit",
+            width=8,
+        ),
+        _timeseries(
+            "Shadow: score difference",
+            "|shadow score - served score| per event: median and p99, by shadow version.",
+            _quantiles("driftline_shadow_score_difference", qs=(0.5, 0.99), by="shadow_version"),
+            width=12,
+        ),
+        _timeseries(
+            "Shadow: latency and skipped batches",
+            "Time the shadow takes per batch (off the critical path), and batches it skipped while busy.",
+            [
+                *_quantiles("driftline_shadow_batch_seconds", qs=(0.5, 0.99), by="shadow_version"),
+                _query(f"sum(rate(driftline_shadow_skipped_batches_total[{RATE}]))", "skipped batches/s"),
+            ],
+            width=12,
         ),
         _timeseries(
             "Workers and partitions",

@@ -17,8 +17,11 @@ _TOPIC_ALREADY_EXISTS = 36
 
 
 def driftline_topics(settings: KafkaSettings) -> list[str]:
-    """Return the names of the topics driftline uses: events, predictions, dead letters."""
-    return [settings.events_topic, settings.predictions_topic, settings.dead_letter_topic]
+    """Return the names of the topics driftline uses: events, predictions, dead letters, shadow predictions."""
+    return [
+        settings.events_topic, settings.predictions_topic, settings.dead_letter_topic,
+        settings.shadow_predictions_topic,
+    ]
 
 
 @dataclass(frozen=True)

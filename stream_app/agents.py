@@ -24,16 +24,18 @@ import faust
 from drift.log import DriftLogRecord, append_record, drift_log_path
 from driftline.settings import WorkerSettings
 from stream_app.adapters.metrics import WorkerMetrics
-from stream_app.adapters.models import ModelHolder
+from stream_app.adapters.models import ModelHolder, ServingModel
 from stream_app.adapters.publisher import Publisher
+from stream_app.adapters.serving import follow_aliases, score_routed
 from stream_app.app import Topics
+from stream_app.core.canary_guard import CanaryGuard, GuardLimits
 from stream_app.core.outputs import Output, dead_letter_output, prediction_output
 from stream_app.core.pipeline import BatchResult, Clock, RawRecord, process_batch
 
 logger = logging.getLogger(__name__)
 
-MODEL_CHECK_INTERVAL_S = 5.0
 LAG_INTERVAL_S = 5.0
+CANARY_CHECK_S = 2.0
 
 
 def _guarded(name: str, body: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
@@ -77,6 +79,11 @@ def register_agents(
 ) -> None:
     """Attach the scoring agent and the model-refresh timer to ``app``."""
     publisher: Publisher | None = None
+    guard = CanaryGuard(GuardLimits(
+        max_dead_letter_increase=settings.canary_max_dead_letter_increase,
+        max_p99_ratio=settings.canary_max_p99_ratio, max_score_psi=settings.canary_max_score_psi,
+        min_events=settings.canary_min_events,
+    ))
 
     async def score_events(stream: faust.StreamT[bytes]) -> None:
         nonlocal publisher
@@ -85,10 +92,11 @@ def register_agents(
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
             for event in events:
                 event.message.incref()  # released below, only once the batch's outputs are acknowledged
-            serving = holder.current  # read once: a model swap never splits a batch
-            result = await process_batch(
-                [_record(e) for e in events], serving.rules, serving.model, serving.reader, clock
-            )
+            # Each slot is read once: a model swap never splits a batch.
+            serving, canary, shadow = holder.current, holder.canary, holder.shadow
+            records = [_record(e) for e in events]
+            routed = await score_routed(records, serving, canary, settings.canary_percent, clock)
+            result, scored = routed.result, routed.parts
             started = clock.perf()
             if publisher is None:
                 publisher = Publisher(
@@ -108,19 +116,63 @@ def register_agents(
                 refused_predictions=len(delivery.refused_predictions),
             )
             metrics.observe_freshness(result.feature_ages, serving.view_ttls)
-            serving.freshness.observe(result.feature_ages)
-            if result.scores.size:
-                serving.drift.observe(result.matrix, result.scores)  # a slice copy; tests run in evaluate_drift
+            if canary is not None and guard.canary_version == canary.model.metadata.version:
+                for model, part_result in scored:
+                    side = guard.canary if model is canary else guard.production
+                    side.observe(len(part_result.predictions), len(part_result.dead_letters),
+                                 (acked_at - p.event_time.timestamp() for p in part_result.predictions),
+                                 part_result.scores.tolist())
+            for model, part_result in scored:
+                model.freshness.observe(part_result.feature_ages)
+                if part_result.scores.size:
+                    model.drift.observe(part_result.matrix, part_result.scores)  # tests run in evaluate_drift
+            if shadow is not None:
+                start_shadow(shadow, records, result)
+
+    shadow_task: asyncio.Task[None] | None = None
+
+    def start_shadow(shadow: ServingModel, records: list[RawRecord], production: BatchResult) -> None:
+        """Score the batch with the shadow version in the background; never awaited by the scoring loop."""
+        nonlocal shadow_task
+        if shadow_task is not None and not shadow_task.done():
+            metrics.shadow_skipped.inc()  # the shadow is slower than the stream: skip, never queue
+            return
+        shadow_task = asyncio.create_task(run_shadow(shadow, records, production))
+
+    async def run_shadow(shadow: ServingModel, records: list[RawRecord], production: BatchResult) -> None:
+        started = clock.perf()
+        shadow_version = shadow.model.metadata.version
+
+        def count_failure(sent: asyncio.Future[Any]) -> None:
+            if not sent.cancelled() and sent.exception() is not None:
+                metrics.shadow_failures.labels(shadow_version).inc()
+        try:
+            result = await process_batch(records, shadow.rules, shadow.model, shadow.reader, clock)
+            topic = topics.shadow_predictions.get_topic_name()
+            for output in (prediction_output(p, s, topic) for p, s in zip(
+                    result.predictions, result.prediction_sources, strict=True)):
+                # Fire and forget: a shadow record lost to a broker error costs a comparison, not an event.
+                sent = asyncio.ensure_future(await app.producer.send(topic, output.key, output.value, None, None, None))
+                sent.add_done_callback(count_failure)
+            metrics.observe_shadow(production.predictions, result.predictions, shadow_version,
+                                   clock.perf() - started)
+        except Exception:
+            metrics.shadow_failures.labels(shadow_version).inc()
+            logger.exception("shadow version %s failed on a batch; production is unaffected", shadow_version)
 
     async def refresh_model() -> None:
-        swapped = await holder.refresh()
-        if swapped is None:
+        await follow_aliases(holder, metrics)
+
+    async def check_canary() -> None:
+        canary = holder.canary
+        guard.watch(canary.model.metadata.version if canary is not None and settings.canary_percent > 0 else None)
+        reason = guard.verdict() if settings.canary_guard else None
+        if reason is None:
             return
-        metrics.model_reloads.labels("swapped" if swapped else "refused").inc()
-        meta = holder.current.model.metadata
-        metrics.serving(meta.name, meta.version)
-        if swapped:
-            metrics.clear_drift()
+        logger.warning("rolling the canary back: %s", reason)
+        metrics.canary_rollbacks.labels(str(guard.canary_version)).inc()
+        guard.watch(None)
+        await holder.retire_canary(f"guard: {reason}")
 
     async def evaluate_drift() -> None:
         serving = holder.current
@@ -159,8 +211,9 @@ def register_agents(
         metrics.assigned_partitions.set(0)
 
     app.agent(topics.events, name="score_events", concurrency=1)(score_events)
-    app.timer(MODEL_CHECK_INTERVAL_S)(_guarded("refresh_model", refresh_model))
+    app.timer(settings.model_poll_s)(_guarded("refresh_model", refresh_model))
     app.timer(LAG_INTERVAL_S)(_guarded("report_lag", report_lag))
+    app.timer(CANARY_CHECK_S)(_guarded("check_canary", check_canary))
     app.timer(settings.drift_interval_s)(_guarded("evaluate_drift", evaluate_drift))
     app.on_partitions_assigned.connect(on_assigned)
     app.on_partitions_revoked.connect(on_revoked)

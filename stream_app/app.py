@@ -19,6 +19,7 @@ class Topics:
     events: faust.TopicT
     predictions: faust.TopicT
     dead_letters: faust.TopicT
+    shadow_predictions: faust.TopicT
 
 
 def broker_credentials(settings: KafkaSettings) -> CredentialsT | None:
@@ -78,5 +79,7 @@ def create_app(settings: WorkerSettings) -> tuple[DriftlineApp, Topics]:
                               value_serializer="raw", key_serializer="raw"),
         dead_letters=app.topic(settings.dead_letter_topic, key_type=bytes, value_type=bytes,
                                value_serializer="raw", key_serializer="raw"),
+        shadow_predictions=app.topic(settings.shadow_predictions_topic, key_type=bytes, value_type=bytes,
+                                     value_serializer="raw", key_serializer="raw"),
     )
     return app, topics

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -17,13 +16,13 @@ from driftline.logs import configure_logging
 from driftline.settings import WorkerSettings
 from stream_app.adapters.metrics import WorkerMetrics
 from stream_app.adapters.models import ModelHolder
+from stream_app.adapters.serving import serving_versions
 from stream_app.agents import register_agents
 from stream_app.app import create_app
 from stream_app.core.pipeline import Clock
 
 logger = logging.getLogger(__name__)
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def build_worker(settings: WorkerSettings) -> faust.Worker:
@@ -41,7 +40,7 @@ def build_worker(settings: WorkerSettings) -> faust.Worker:
     )
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry)
-    metrics.serving(meta.name, meta.version)
+    metrics.serving(meta.name, serving_versions(holder))
     start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
     logger.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
 
@@ -61,14 +60,9 @@ def main() -> None:
         logger.error("worker cannot start: invalid setting: %s", problems)
         sys.exit(2)
     configure_logging(settings.log_level)
-    multiproc_preset = MULTIPROC_ENV in os.environ
     try:
         worker = build_worker(settings)
     except DriftlineError as exc:
         logger.error("worker cannot start: %s", exc)
         sys.exit(2)
-    if not multiproc_preset:
-        # Importing feast sets this variable as a side effect; the worker is one process with its
-        # own registry, and with the variable set prometheus_client warns on every label cleanup.
-        os.environ.pop(MULTIPROC_ENV, None)
     worker.execute_from_commandline()

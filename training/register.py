@@ -23,7 +23,7 @@ import pandas as pd
 
 from drift.reference import build_reference
 from driftline.errors import ConfigError, DriftlineError
-from driftline.features import build_frame, build_matrix_from_columns
+from driftline.features import build_frame, build_matrix, build_matrix_from_columns
 from driftline.registry import (
     ClassLabel,
     EntitySpec,
@@ -37,7 +37,9 @@ from driftline.registry import (
 from driftline.settings import TrainingSettings
 from feature_repo.online import ENTITY_DTYPES, check_model_against_store
 from feature_repo.store import feature_store
+from stream_app.core.scoring import score_batch
 from training.evaluate import evaluate, evaluate_multiclass, evaluate_regression
+from training.tracking import estimator_params, log_version, tracked_run
 
 logger = logging.getLogger(__name__)
 
@@ -257,6 +259,8 @@ class RegisterResult:
 
     model: str
     version: str
+    run_id: str
+    dataset_digest: str  # MLflow's fingerprint of the sample
     task: Task
     feature_service: str
     input_format: str
@@ -362,14 +366,30 @@ def register(settings: TrainingSettings, request: RegisterRequest) -> RegisterRe
     specs, _ = model_columns(estimator, schema)
     frame = sample_frame(store, schema, specs, entity_df)
     meta = build_metadata(store, estimator, request, frame, seed=settings.seed)
-    registry = ModelRegistry(settings.registry_dir)
-    saved = registry.save(estimator, meta)
+    rows = frame.to_dict("records")
+    model_input = (
+        build_frame(meta.features, rows) if meta.input_format == "frame" else build_matrix(meta.features, rows)
+    )
+    registry = ModelRegistry(settings)
+    tags = {"driftline.kind": "register", "driftline.feature_service": request.feature_service}
+    with tracked_run(registry, request.name, f"register {request.model_file.name}", tags) as tracked:
+        tracked.params({
+            **estimator_params(estimator), "feature_service": request.feature_service,
+            "model_file": request.model_file, "sample": request.sample, "label": request.label,
+            "threshold": request.threshold if meta.task == "binary" else None, "features": len(meta.features),
+        })
+        digest = tracked.dataset(frame, request.feature_service, str(request.sample), "reference", request.label)
+        scores = score_batch(estimator, meta, model_input).score
+        saved = log_version(tracked, estimator, meta, frame, request.label, scores)
     if request.promote:
-        registry.promote(saved.name, saved.version)
+        reason = f"registered by driftline model register (run {tracked.record.run_id})"
+        registry.set_alias(saved.name, "production", saved.version, reason)
     logger.info("registered %s %s (%s, %d features)", saved.name, saved.version, saved.task, len(saved.features))
     return RegisterResult(
         model=saved.name,
         version=saved.version,
+        run_id=tracked.record.run_id,
+        dataset_digest=digest,
         task=saved.task,
         feature_service=saved.feature_service,
         input_format=saved.input_format,

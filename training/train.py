@@ -32,6 +32,7 @@ from driftline.registry import FeatureSpec, ModelRegistry, Task
 from driftline.settings import TrainingSettings
 from feature_repo.definitions import FEATURE_SERVICE
 from feature_repo.store import feature_store
+from stream_app.core.scoring import score_batch
 from training.data import TRANSACTIONS_FILE
 from training.dataset import CATEGORIES, LABEL, REQUEST_FEATURES, TIMESTAMP, raw_columns, time_split, training_set
 from training.register import (
@@ -41,6 +42,7 @@ from training.register import (
     held_out_metrics,
     service_schema,
 )
+from training.tracking import estimator_params, log_version, tracked_run
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +165,9 @@ class TrainResult:
 
     model: str
     version: str
-    path: Path
+    run_id: str
+    tracking_uri: str
+    dataset_digest: str  # MLflow's fingerprint of the training set
     promoted: bool
     task: Task
     feature_service: str
@@ -184,7 +188,7 @@ class TrainResult:
         headline = next((m for m in ("roc_auc", "accuracy", "mae") if m in self.metrics), None)
         figure = f"{headline} {self.metrics[headline]:.4f} " if headline else ""
         return (
-            f"model {self.model} {self.version}{production}: {figure}on {self.test_rows} held-out rows, "
+            f"model {self.model} version {self.version}{production}: {figure}on {self.test_rows} held-out rows, "
             f"trained on {self.train_rows} in {self.total_s:.1f}s"
         )
 
@@ -240,15 +244,28 @@ def run(settings: TrainingSettings, promote: bool = True, request: TrainRequest 
         raise ConfigError(f"held-out evaluation failed ({exc}); generate more data or change the split") from exc
     window = (train[TIMESTAMP].min().to_pydatetime(), train[TIMESTAMP].max().to_pydatetime())
     meta = meta.model_copy(update={"metrics": metrics, "training_window": window})
-    registry = ModelRegistry(settings.registry_dir)
-    saved = registry.save(estimator, meta)
+    registry = ModelRegistry(settings)
+    tags = {"driftline.kind": "train", "driftline.feature_service": request.feature_service}
+    with tracked_run(registry, settings.model_name, f"train on {request.feature_service}", tags) as tracked:
+        tracked.params({
+            **estimator_params(estimator), "feature_service": request.feature_service,
+            "entity_df": request.entity_df, "label": request.label, "test_fraction": request.test_fraction,
+            "seed": settings.seed, "features": len(specs), "train_rows": len(train), "test_rows": len(test),
+            "threshold": request.threshold if meta.task == "binary" else None,
+        })
+        digest = tracked.dataset(frame, request.feature_service, str(request.entity_df), "training", request.label)
+        scores = score_batch(estimator, meta, x_test).score
+        saved = log_version(tracked, estimator, meta, test, request.label, scores)
     if promote:
-        registry.promote(saved.name, saved.version)
+        reason = f"trained by driftline train (run {tracked.record.run_id})"
+        registry.set_alias(saved.name, "production", saved.version, reason)
     logger.info("registered %s %s %s", saved.name, saved.version, metrics)
     return TrainResult(
         model=saved.name,
         version=saved.version,
-        path=settings.registry_dir / saved.name / saved.version,
+        run_id=tracked.record.run_id,
+        tracking_uri=tracked.record.tracking_uri,
+        dataset_digest=digest,
         promoted=promote,
         task=saved.task,
         feature_service=request.feature_service,

@@ -33,7 +33,7 @@ def build(settings: WorkerSettings) -> faust.Worker:
     from stream_app.app import create_app
 
     store = feature_store(settings)
-    model = ModelRegistry(settings.registry_dir).load(settings.model_name)
+    model = ModelRegistry(settings).load(settings.model_name)
     meta, estimator = model.metadata, model.estimator
     if meta.threshold is None:
         raise ConfigError(f"the benchmark serves a binary classifier; {meta.name} is a {meta.task} model")

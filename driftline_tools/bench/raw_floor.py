@@ -41,7 +41,7 @@ async def run(settings: WorkerSettings, layout: RedisLayout, stop: asyncio.Event
     import redis.asyncio as aioredis
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    model = ModelRegistry(settings.registry_dir).load(settings.model_name)
+    model = ModelRegistry(settings).load(settings.model_name)
     meta, estimator = model.metadata, model.estimator
     request = [(s.name, s.field) for s in meta.features if s.source == "request" and s.field]
     entity_fields = list(meta.entity_fields.items())  # event field -> join key

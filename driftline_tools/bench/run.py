@@ -238,7 +238,7 @@ def run_bench(config: BenchConfig, out_dir: Path, home: Path | None = None) -> t
     started = datetime.now(UTC)
     with world(home) as served:
         training = TrainingSettings(**served.env)  # type: ignore[arg-type]
-        metadata = ModelRegistry(training.registry_dir).load(training.model_name).metadata
+        metadata = ModelRegistry(training).load(training.model_name).metadata
         layout_path = served.home / "bench-layout.json"
         layout_path.write_bytes(layout_from_store(feature_store(training), metadata).to_json())
         pool = event_pool(ProducerSettings(**served.env), config.pool_size)  # type: ignore[arg-type]

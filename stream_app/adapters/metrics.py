@@ -8,12 +8,13 @@ fresh one and nothing is registered at import.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 
 from drift.records import DriftEvaluation
-from driftline.contracts import DeadLetterType
+from driftline.contracts import DeadLetterType, Prediction
 from stream_app.core.pipeline import BatchResult
 
 # Stage durations are per batch: a feature read of a few hundred keys takes ~1-20 ms on loopback,
@@ -29,14 +30,28 @@ AGE_BUCKETS = (60.0, 300.0, 900.0, 3600.0, 3 * 3600.0, 6 * 3600.0, 12 * 3600.0, 
                3 * 86400.0, 7 * 86400.0, 14 * 86400.0)
 # Scores are probabilities: twenty equal bins show the distribution's shape.
 SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+#: |shadow - served| score: most pairs of similar models differ by less than a few hundredths.
+SHADOW_DIFFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 STAGES = ("decode", "features", "predict", "publish")
+
+
+def in_memory_values() -> None:
+    """Keep metric values in memory, as a single-process exporter should.
+
+    Importing feast sets ``PROMETHEUS_MULTIPROC_DIR``, which switches prometheus_client to file-backed
+    multi-process values for every metric created afterwards (and to warnings on every label cleanup).
+    A driftline process exports its own registry, so the metrics it creates next are plain values.
+    """
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    values.ValueClass = values.MutexValue
 
 
 class WorkerMetrics:
     """The worker's instruments, registered on ``registry``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        in_memory_values()
         self.registry = registry
         self.events_received = Counter(
             "driftline_events_received_total", "Events consumed from the events topic.", registry=registry
@@ -97,8 +112,34 @@ class WorkerMetrics:
         )
         self.model_info = Gauge(
             "driftline_model_info",
-            "1 for the model version being served.",
-            ["model_name", "model_version"],
+            "1 for each model version being served, by the alias it serves as (production, canary, shadow).",
+            ["model_name", "model_version", "alias"],
+            registry=registry,
+        )
+        self.shadow_decisions = Counter(
+            "driftline_shadow_decisions_total",
+            "Events scored by both the serving version and the shadow, by whether their decisions agree.",
+            ["model_version", "shadow_version", "agree"], registry=registry,
+        )
+        self.shadow_score_difference = Histogram(
+            "driftline_shadow_score_difference",
+            "|shadow score - served score| per event scored by both.",
+            ["model_version", "shadow_version"], buckets=SHADOW_DIFFERENCE_BUCKETS, registry=registry,
+        )
+        self.shadow_seconds = Histogram(
+            "driftline_shadow_batch_seconds", "Time the shadow version took to score a batch (off the critical path).",
+            ["shadow_version"], buckets=STAGE_BUCKETS, registry=registry,
+        )
+        self.canary_rollbacks = Counter(
+            "driftline_canary_rollbacks_total", "Canary versions the guard moved back, by version.",
+            ["version"], registry=registry,
+        )
+        self.shadow_skipped = Counter(
+            "driftline_shadow_skipped_batches_total",
+            "Batches the shadow did not score because it was still busy with an earlier one.", registry=registry,
+        )
+        self.shadow_failures = Counter(
+            "driftline_shadow_failures_total", "Batches the shadow version failed on.", ["shadow_version"],
             registry=registry,
         )
         self.assigned_partitions = Gauge(
@@ -109,6 +150,11 @@ class WorkerMetrics:
         self.model_reloads = Counter(
             "driftline_model_reloads_total", "Model swaps, by result (swapped or refused).", ["result"],
             registry=registry,
+        )
+        self.model_load_failures = Counter(
+            "driftline_model_load_failures_total",
+            "Versions refused at a swap, by version and reason (checksum, feature_service, registry, load).",
+            ["version", "reason"], registry=registry,
         )
         self.prediction_score = Histogram(
             "driftline_prediction_score", "Scores of published predictions.", buckets=SCORE_BUCKETS,
@@ -179,10 +225,27 @@ class WorkerMetrics:
         for result in ("swapped", "refused"):
             self.model_reloads.labels(result)
 
-    def serving(self, name: str, version: str) -> None:
-        """Mark ``version`` as the one being served (and no other)."""
+    def serving(self, name: str, versions: Mapping[str, str]) -> None:
+        """Mark the versions being served, by alias (and no other)."""
         self.model_info.clear()
-        self.model_info.labels(name, version).set(1)
+        for alias, version in versions.items():
+            self.model_info.labels(name, version, alias).set(1)
+
+    def observe_shadow(
+        self, served: Sequence[Prediction], shadow: Sequence[Prediction], shadow_version: str, seconds: float
+    ) -> None:
+        """Compare the shadow's predictions with the served ones, event by event."""
+        self.shadow_seconds.labels(shadow_version).observe(seconds)
+        by_event = {p.event_id: p for p in served}
+        for mine in shadow:
+            theirs = by_event.get(mine.event_id)
+            if theirs is None:
+                continue  # dead-lettered by the served version (or the shadow's rules differ)
+            agree = "true" if theirs.decision == mine.decision else "false"
+            self.shadow_decisions.labels(theirs.model_version, shadow_version, agree).inc()
+            self.shadow_score_difference.labels(theirs.model_version, shadow_version).observe(
+                abs(mine.score - theirs.score)
+            )
 
     def observe_batch(
         self, result: BatchResult, received: int, publish_s: float, latencies: Iterable[float],
@@ -259,3 +322,45 @@ class WorkerMetrics:
                       self.feature_missing_ratio, self.prediction_psi, self.prediction_drift_pvalue,
                       self.prediction_drift_flagged, self.drift_window_events):
             gauge.clear()
+
+
+# One event answers in a few ms on loopback, a list of hundreds in tens of ms: dense from 1 ms to
+# 100 ms, reaching 5 s to show feature-store timeouts (DRIFTLINE_FEATURE_TIMEOUT_S is 1 s by default).
+HTTP_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+#: Statuses a scoring request is answered with (``driftline serve``): a closed set, so a bounded label.
+HTTP_STATUSES = (200, 400, 413, 500, 503)
+#: Events per scoring request as a bounded label; "0": the body was not read (no model, or too large).
+HTTP_EVENT_COUNTS = ("0", "1", "2-10", "11-100", "101-1000", "1001+")
+
+
+def events_label(count: int) -> str:
+    """The ``events`` label of a scoring request of ``count`` events (one of :data:`HTTP_EVENT_COUNTS`)."""
+    if count <= 1:
+        return str(max(count, 0))
+    for upper, label in ((10, "2-10"), (100, "11-100"), (1000, "101-1000")):
+        if count <= upper:
+            return label
+    return "1001+"
+
+
+class HttpMetrics:
+    """The instruments of ``driftline serve`` beyond the worker's, registered on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "driftline_http_requests", "Scoring requests (POST /v1/score) answered, by HTTP status.", ["status"],
+            registry=registry,
+        )
+        self.request_seconds = Histogram(
+            "driftline_http_request_seconds",
+            "Time to answer a scoring request, from its first body byte read to its response built, by events "
+            "in the request (1, 2-10, 11-100, 101-1000, 1001+; 0 when the body was not read).",
+            ["events"], buckets=HTTP_BUCKETS, registry=registry,
+        )
+        for status in HTTP_STATUSES:
+            self.requests.labels(str(status))
+
+    def observe(self, status: int, events: int, seconds: float) -> None:
+        """Record one answered scoring request."""
+        self.requests.labels(str(status)).inc()
+        self.request_seconds.labels(events_label(events)).observe(seconds)

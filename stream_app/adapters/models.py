@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import redis.asyncio
 
 from drift.freshness import FreshnessWindow
 from drift.monitor import DriftMonitor
-from driftline.errors import DriftlineError
+from driftline.errors import ChecksumMismatchError, DriftlineError
 from driftline.features import FetchFeatures
-from driftline.registry import LoadedModel, ModelRegistry
+from driftline.registry import ALIASES, LoadedModel, ModelRegistry
 from driftline.settings import WorkerSettings
 from feature_repo.online import FeastOnlineReader, check_model_against_store, view_ttls
 from feature_repo.redis_reader import RedisOnlineReader, fast_read_problems, layout_from_store
@@ -34,25 +34,71 @@ class ServingModel:
     freshness: FreshnessWindow  # ages of store values over the same number of recent events
 
 
+def refusal_reason(exc: DriftlineError) -> str:
+    """A short label for why a version was refused (a metric label, so a small fixed set)."""
+    if isinstance(exc, ChecksumMismatchError):
+        return "checksum"
+    text = str(exc)
+    if "cannot be read" in text and "registry" in text:
+        return "registry"
+    if "feature service" in text or "join key" in text or "request field" in text:
+        return "feature_service"
+    return "load"
+
+
+@dataclass(frozen=True, slots=True)
+class AliasChange:
+    """What one poll did to one alias: a new version serving, a version refused, or the alias gone."""
+
+    alias: str
+    version: str | None
+    outcome: Literal["swapped", "refused", "removed"]
+    reason: str = ""
+
+
 class ModelHolder:
-    """Holds the served model; a batch reads ``current`` once, so a swap never splits a batch."""
+    """Holds the versions the aliases name; a batch reads each slot once, so a swap never splits a batch.
+
+    ``current`` serves production; ``canary`` (a share of entity keys) and ``shadow`` (scored aside)
+    are set while their aliases are.
+    """
 
     def __init__(self, settings: WorkerSettings, store: Any) -> None:
         self._settings = settings
         self._store = store
-        self._registry = ModelRegistry(settings.registry_dir)
+        self._registry = ModelRegistry(settings)
         # One client for every model version; it connects lazily inside the worker's event loop.
         self._redis = redis.asyncio.Redis.from_url(settings.redis_url.get_secret_value())
-        self._refused: str | None = None  # a version that failed to load is not retried every tick
+        self._refused: dict[str, str] = {}  # alias -> a version that failed to load (not retried each tick)
+        self._registry_down: str | None = None  # the last registry error, logged once until it recovers
         self.current = self._load(None)
+        self.canary: ServingModel | None = None
+        self.shadow: ServingModel | None = None
+        self._load_side_aliases()
+
+    def _load_side_aliases(self) -> None:
+        """At start, serve the canary and shadow the registry names already (a failure only logs)."""
+        try:
+            aliases = self._registry.aliases(self._settings.model_name)
+        except DriftlineError as exc:
+            logger.error("model registry unavailable: no canary or shadow for now: %s", exc)
+            return
+        for alias in ("canary", "shadow"):
+            version = aliases.get(alias)
+            if version is None:
+                continue
+            try:
+                self._set(alias, self._load(version))
+                logger.info("serving %s version %s as %s", self._settings.model_name, version, alias)
+            except DriftlineError as exc:
+                logger.error("not serving %s version %s as %s: %s", self._settings.model_name, version, alias, exc)
+                self._refused[alias] = version
 
     def _load(self, version: str | None) -> ServingModel:
-        name = self._settings.model_name
-        version = version or self._registry.production_version(name)
-        if version is not None:
-            # Metadata first: a model its feature service cannot serve is refused before unpickling.
-            check_model_against_store(self._store, self._registry.read_metadata(name, version))
-        model = self._registry.load(name, version)
+        # The metadata is checked against the feature service before anything is unpickled.
+        model = self._registry.load(
+            self._settings.model_name, version, check=lambda meta: check_model_against_store(self._store, meta)
+        )
         meta = model.metadata
         rules = EventRules.for_model(
             meta.entities, meta.features, self._settings.max_event_bytes,
@@ -81,19 +127,66 @@ class ModelHolder:
             freshness=FreshnessWindow(self._settings.drift_window),
         )
 
-    async def refresh(self) -> bool | None:
-        """Swap to the production version if it changed: True swapped, False refused, None unchanged."""
-        wanted = self._registry.production_version(self._settings.model_name)
-        if wanted is None or wanted in (self.current.model.metadata.version, self._refused):
-            return None
+    async def retire_canary(self, reason: str) -> None:
+        """Remove the canary alias in the registry (recorded with ``reason``); the next poll drops it."""
+        await asyncio.to_thread(self._registry.remove_alias, self._settings.model_name, "canary", reason)
+
+    def slot(self, alias: str) -> ServingModel | None:
+        """The model an alias serves now (production is always set)."""
+        return {"production": self.current, "canary": self.canary, "shadow": self.shadow}[alias]
+
+    def _set(self, alias: str, model: ServingModel | None) -> None:
+        if alias == "production":
+            assert model is not None
+            self.current = model
+        elif alias == "canary":
+            self.canary = model
+        else:
+            self.shadow = model
+
+    async def refresh(self) -> list[AliasChange]:
+        """Follow the aliases: load what moved, drop what was removed; return what changed.
+
+        A version that fails to load is refused (logged once, reported once) and the alias's current
+        model keeps serving. A registry that cannot be read (an MLflow server down) changes nothing;
+        the error is logged once, and again when it changes, until the registry answers.
+        """
+        name = self._settings.model_name
         try:
-            # Unpickling and the checksum take tens of ms: keep them off the event loop.
-            candidate = await asyncio.to_thread(self._load, wanted)
+            # The registry is a database or a server: keep its round trip off the event loop.
+            aliases = await asyncio.to_thread(self._registry.aliases, name)
         except DriftlineError as exc:
-            logger.error("not swapping to %s version %s: %s", self._settings.model_name, wanted, exc)
-            self._refused = wanted
-            return False
-        old = self.current.model.metadata.version
-        self.current = candidate
-        logger.info("now serving %s version %s (was %s)", self._settings.model_name, wanted, old)
-        return True
+            if str(exc) != self._registry_down:
+                logger.error("model registry unavailable, still serving %s version %s: %s",
+                             name, self.current.model.metadata.version, exc)
+                self._registry_down = str(exc)
+            return []
+        if self._registry_down is not None:
+            logger.info("model registry answers again")
+            self._registry_down = None
+        changes: list[AliasChange] = []
+        for alias in ALIASES:
+            wanted = aliases.get(alias)
+            serving = self.slot(alias)
+            have = serving.model.metadata.version if serving is not None else None
+            if wanted is None:
+                if alias != "production" and serving is not None:
+                    self._set(alias, None)
+                    logger.info("%s of %s removed (was version %s)", alias, name, have)
+                    changes.append(AliasChange(alias, have, "removed"))
+                continue
+            if wanted in (have, self._refused.get(alias)):
+                continue
+            try:
+                # Downloading, the checksum and unpickling take tens of ms: keep them off the event loop.
+                candidate = await asyncio.to_thread(self._load, wanted)
+            except DriftlineError as exc:
+                logger.error("not serving %s version %s as %s: %s", name, wanted, alias, exc)
+                self._refused[alias] = wanted
+                changes.append(AliasChange(alias, wanted, "refused", refusal_reason(exc)))
+                continue
+            self._set(alias, candidate)
+            self._refused.pop(alias, None)
+            logger.info("now serving %s version %s as %s (was %s)", name, wanted, alias, have or "none")
+            changes.append(AliasChange(alias, wanted, "swapped"))
+        return changes

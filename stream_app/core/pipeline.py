@@ -196,3 +196,28 @@ async def process_batch(
         )
         result.prediction_sources.append(record)
     return result
+
+
+def merge_results(results: Sequence[BatchResult]) -> BatchResult:
+    """One batch's results scored by several models (production and canary), as one result to publish.
+
+    Predictions, dead letters, missing counts, feature ages and scores are combined; stage timings are
+    the sum. The scored matrix is left empty: each model's drift monitor takes its own part.
+    """
+    merged = BatchResult()
+    decode = features = predict = 0.0
+    for part in results:
+        merged.predictions.extend(part.predictions)
+        merged.prediction_sources.extend(part.prediction_sources)
+        merged.dead_letters.extend(part.dead_letters)
+        merged.feature_error = merged.feature_error or part.feature_error
+        for name, count in part.missing_counts.items():
+            merged.missing_counts[name] = merged.missing_counts.get(name, 0) + count
+        for view, ages in part.feature_ages.items():
+            merged.feature_ages.setdefault(view, []).extend(ages)
+        decode += part.timings.decode_s
+        features += part.timings.features_s
+        predict += part.timings.predict_s
+    merged.timings = StageTimings(decode_s=decode, features_s=features, predict_s=predict)
+    merged.scores = np.concatenate([part.scores for part in results]) if results else np.empty(0)
+    return merged

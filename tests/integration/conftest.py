@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from driftline.registry import ModelMetadata, ModelRegistry
 from driftline.settings import KafkaSettings, ProducerSettings, TrainingSettings
 from driftline_tools.runner import WorkerProcess
 from driftline_tools.scenarios import SMALL_WORLD
@@ -24,6 +26,25 @@ class ServedWorld:
 
     def training(self) -> TrainingSettings:
         return TrainingSettings(**self.env)  # type: ignore[arg-type]
+
+    def registry(self) -> ModelRegistry:
+        """The world's MLflow registry: the embedded SQLite store under its home."""
+        return ModelRegistry(self.training())
+
+    def register_copy(self, name: str, **updates: Any) -> ModelMetadata:
+        """Register the production ``fraud`` model again, as a new version of model ``name``.
+
+        ``updates`` change its metadata. Tests that tamper with versions or move aliases do it on a
+        model name of their own in the shared store, so ``fraud`` serves every other test unchanged.
+        """
+        registry = self.registry()
+        served = registry.load("fraud")
+        run_name = f"copy of fraud {served.metadata.version}"
+        run = registry.client.create_run(registry.experiment_id(name), run_name=run_name)
+        metadata = served.metadata.model_copy(update={"name": name, **updates})
+        saved = registry.register(served.estimator, metadata, run.info.run_id)
+        registry.client.set_terminated(run.info.run_id)
+        return saved
 
 
 @pytest.fixture(scope="session")

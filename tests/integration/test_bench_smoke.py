@@ -42,7 +42,7 @@ def test_bench_smoke_measures_every_contender(tmp_path: Path) -> None:
 async def test_redis_reader_reads_exactly_what_feast_returns(served_world: ServedWorld) -> None:
     settings = served_world.training()
     store = feature_store(settings)
-    metadata = ModelRegistry(settings.registry_dir).load(settings.model_name).metadata
+    metadata = ModelRegistry(settings).load(settings.model_name).metadata
     layout = layout_from_store(store, metadata)
     # Known entities, repeats within the batch, and entities the store has never seen.
     events = [{"customer_id": f"C{i:05d}", "merchant_id": f"M{i % 60:04d}"} for i in range(0, 300, 7)]

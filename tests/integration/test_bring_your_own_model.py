@@ -28,6 +28,7 @@ from sklearn.linear_model import LinearRegression
 from driftline.contracts import DeadLetter, Prediction
 from driftline.errors import ConfigError
 from driftline.kafka import kafka_python_options
+from driftline.registry import ModelRegistry
 from driftline.settings import ProducerSettings, TrainingSettings
 from driftline_tools.runner import WorkerProcess
 from driftline_tools.stack import free_port
@@ -56,7 +57,9 @@ class DriverWorld:
 def driver_world(tmp_path_factory: pytest.TempPathFactory, bootstrap: str, redis_url: str) -> Iterator[DriverWorld]:
     root = tmp_path_factory.mktemp("driver_trips")
     repo = root / "feature_repo"
-    shutil.copytree(EXAMPLE / "feature_repo", repo)
+    # Not data/ (git-ignored): a run of the example in place leaves a Feast registry there whose last
+    # materialization would make this one incremental from then, skipping the fresh data written below.
+    shutil.copytree(EXAMPLE / "feature_repo", repo, ignore=shutil.ignore_patterns("data"))
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0).isoformat()
     subprocess.run(
         [sys.executable, str(EXAMPLE / "make_data.py"), "--end", end, "--out", str(repo / "data")], check=True
@@ -113,6 +116,13 @@ def test_a_feast_init_style_repo_and_a_regressor_are_served_unchanged(
     assert [(e.join_key, e.dtype) for e in result.entities] == [("driver_id", "int64")]
     assert result.request_fields == ["distance_km"]
     assert result.metrics["mae"] < 2.0  # noise has sd 1.5: the linear model recovers the formula
+    # The registration is an MLflow run: the version comes from it, and the sample is its reference data.
+    registry = ModelRegistry(driver_world.settings())
+    assert registry.client.get_model_version("driver_trips", result.version).run_id == result.run_id
+    assert registry.production_version("driver_trips") == result.version
+    (reference,) = registry.client.get_run(result.run_id).inputs.dataset_inputs
+    assert reference.dataset.digest == result.dataset_digest
+    assert {t.key: t.value for t in reference.tags} == {"mlflow.data.context": "reference"}
 
     settings = ProducerSettings(**driver_world.env)  # type: ignore[arg-type]
     list(ensure_topics(settings))
@@ -192,3 +202,26 @@ def test_bad_repo_service_and_model_are_refused_with_the_reason(driver_world: Dr
     narrow.write_bytes(pickle.dumps(LinearRegression().fit(pd.DataFrame({"speed": [1.0, 2.0]}), [1.0, 2.0])))
     with pytest.raises(ConfigError, match="the model's inputs speed are not features of service driver_activity_v1"):
         register(driver_world.settings(), RegisterRequest(narrow, "t", SERVICE, sample=sample))
+
+
+def test_driftline_trains_on_any_feature_service_too(driver_world: DriverWorld) -> None:
+    from training.train import TrainRequest, request_specs, run
+
+    trips_path = driver_world.repo / "data" / "trips.parquet"
+    trips = pd.read_parquet(trips_path)
+    request = TrainRequest(
+        feature_service=SERVICE, entity_df=trips_path, label="trip_minutes", estimator="linear",
+        request_features=request_specs(trips, ["distance_km"]),
+    )
+    settings = TrainingSettings(**{**driver_world.env, "DRIFTLINE_MODEL_NAME": "trips_by_driftline"})  # type: ignore[arg-type]
+    result = run(settings, promote=False, request=request)
+    assert (result.task, result.threshold, result.features) == ("regression", None, 5)
+    assert result.test_rows == 600 and result.train_rows == 2400  # the latest 20% of 3,000 trips by time
+    assert result.metrics["mae"] < 1.5 and result.metrics["r2"] > 0.99  # the label is linear in these inputs + noise
+    meta = ModelRegistry(settings).read_metadata("trips_by_driftline", result.version)
+    assert [s.name for s in meta.features] == [
+        "distance_km", "driver_hourly_stats__conv_rate", "driver_hourly_stats__acc_rate",
+        "driver_hourly_stats__avg_daily_trips", "trip_adjustments__expected_pickup_min",
+    ]
+    assert [(e.field, e.dtype) for e in meta.entities] == [("driver_id", "int64")]
+    assert [s.name for s in meta.request_fields] == ["distance_km"]

@@ -32,7 +32,7 @@ from driftline_tools.stack import free_port
 from monitoring import DATASOURCE_UID, WORKER_JOB
 from tests.support import require_binary
 
-from .conftest import TopicSet
+from .conftest import ServedWorld, TopicSet
 from .test_stream_e2e import publish
 
 pytestmark = pytest.mark.integration
@@ -48,6 +48,9 @@ MAY_BE_EMPTY = {
     "driftline_stale_features_total": "no value is stale in a freshly materialized store",
     # Counted per failed send, labelled by the broker's error; a healthy run has none.
     "driftline_output_send_failures_total": "a healthy broker acknowledges every send",
+    # Counted only when a version is refused or a canary rolled back; this run's versions are sound.
+    "driftline_model_load_failures_total": "every version this run serves loads",
+    "driftline_canary_rollbacks_total": "the canary guard is off in this run",
 }
 METRIC_NAME = re.compile(r"\b(driftline_[a-z0-9_]+|up)\b(?!\s*\()")
 # Grafana's interval variables, replaced by a window that holds many 1 s scrapes.
@@ -197,9 +200,22 @@ def test_every_dashboard_and_alert_query_returns_series(
     topics: TopicSet,
     start_worker: Callable[..., WorkerProcess],
     prometheus_factory: Callable[[list[str]], PrometheusProcess],
+    served_world: ServedWorld,
+    unique: str,
 ) -> None:
+    # A model of this test's own with a canary and a shadow, so the lifecycle panels have series too.
+    model = f"fraud-mon-{unique}"
+    first = served_world.register_copy(model)
+    second = served_world.register_copy(model, threshold=0.05)
+    registry = served_world.registry()
+    registry.set_alias(model, "production", first.version, "monitoring test")
+    registry.set_alias(model, "canary", second.version, "monitoring test")
+    registry.set_alias(model, "shadow", second.version, "monitoring test")
     # Drift is evaluated every second over a small window, so its gauges exist within the test.
-    worker = start_worker(DRIFTLINE_DRIFT_INTERVAL_S="1", DRIFTLINE_DRIFT_MIN_EVENTS="50")
+    worker = start_worker(
+        DRIFTLINE_DRIFT_INTERVAL_S="1", DRIFTLINE_DRIFT_MIN_EVENTS="50", DRIFTLINE_MODEL_NAME=model,
+        DRIFTLINE_CANARY_PERCENT="30", DRIFTLINE_CANARY_GUARD="false",
+    )
     worker.wait_assigned()
     target = urllib.parse.urlsplit(worker.metrics_url).netloc
     prometheus = prometheus_factory([target])
@@ -249,13 +265,15 @@ def test_every_dashboard_and_alert_query_returns_series(
                 failures.append(f"{where}: metric {name} unknown to Prometheus")
         if not prometheus.query(query) and not exempt:
             failures.append(f"{where}: no series for {query}")
-    assert not failures, "\n".join(failures) + f"\n--- worker metrics ---\n{worker.scrape()[:3000]}"
+    lifecycle = "\n".join(line for line in worker.scrape().splitlines() if "shadow" in line or "model_info" in line)
+    assert not failures, "\n".join(failures) + f"\n--- lifecycle metrics ---\n{lifecycle}\n{worker.log_tail(40)}"
 
     # The worker also logs each evaluation, with freshness, for `driftline drift report`.
-    logs = list((Path(topics.env["DRIFTLINE_HOME"]) / "drift").glob("fraud-*.jsonl"))
-    assert logs, "the worker wrote no drift log"
+    drift_dir = Path(topics.env["DRIFTLINE_HOME"]) / "drift"
+    _wait("the worker wrote no drift log", lambda: any(drift_dir.glob(f"{model}-*.jsonl")), 20, worker.log_tail)
+    logs = list(drift_dir.glob(f"{model}-*.jsonl"))
     records, skipped = read_records(logs[0].read_text())
     assert records and skipped == 0
     assert records[-1].report.window_events > 0
-    assert records[-1].model_name == "fraud" and logs[0].name == f"fraud-{records[-1].model_version}.jsonl"
+    assert records[-1].model_name == model and logs[0].name == f"{model}-{records[-1].model_version}.jsonl"
     assert {"customer_stats", "merchant_stats"} <= set(records[-1].freshness)

@@ -108,9 +108,10 @@ def test_ensure_topics_is_idempotent(settings: ProducerSettings) -> None:
         TopicOutcome(settings.events_topic, "created", 3),
         TopicOutcome(settings.predictions_topic, "created", 3),
         TopicOutcome(settings.dead_letter_topic, "created", 3),
+        TopicOutcome(settings.shadow_predictions_topic, "created", 3),
     ]
     second = ensure_topics(settings)
-    assert [(t.outcome, t.partitions, t.note) for t in second] == [("existed", 3, "")] * 3
+    assert [(t.outcome, t.partitions, t.note) for t in second] == [("existed", 3, "")] * 4
 
 
 def test_publish_generated_and_tail_round_trip(settings: ProducerSettings) -> None:
@@ -337,7 +338,7 @@ def test_commands_find_the_stack_up_recorded(stack_settings: StackSettings) -> N
         DRIFTLINE_DEAD_LETTER_TOPIC=f"dead-letters-{suffix}",
         DRIFTLINE_TOPIC_PARTITIONS=2,
     )
-    assert [(t.outcome, t.partitions) for t in ensure_topics(on_broker)] == [("existed", 2)] * 3
+    assert [(t.outcome, t.partitions) for t in ensure_topics(on_broker)] == [("existed", 2)] * 4
 
     # An address set in the environment is used as given, and named as such.
     result = subprocess.run(

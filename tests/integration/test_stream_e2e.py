@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -15,10 +14,11 @@ from kafka import KafkaProducer
 
 from driftline.contracts import DeadLetter, Prediction, prediction_id
 from driftline.kafka import kafka_python_options
-from driftline.registry import ARTIFACT_FILE, ModelRegistry
+from driftline.registry import ARTIFACT_FILE, FeatureSpec, ModelRegistry
 from driftline_tools.runner import WorkerProcess, metric_value
 from producers.collect import Collected, collect
 from producers.generator import build_world, event_stream, invalid_events
+from tests.support import artifact_folder
 
 from .conftest import ServedWorld, TopicSet
 
@@ -74,7 +74,8 @@ def test_every_event_yields_exactly_one_prediction_or_dead_letter(
     assert sorted(d.original_value for d in letters) == sorted(bad)
     assert all(d.reason and d.source_topic == settings.events_topic for d in letters)
 
-    version = ModelRegistry(served_world.home / "models").production_version("fraud")
+    version = served_world.registry().production_version("fraud")
+    assert version is not None
     for p in predictions:
         assert p.model_version == version
         assert p.prediction_id == prediction_id(p.event_id, p.model_name, p.model_version)
@@ -84,7 +85,7 @@ def test_every_event_yields_exactly_one_prediction_or_dead_letter(
     page = worker.scrape()
     assert metric_value(page, "driftline_events_processed_total", {"outcome": "scored"}) == len(events)
     assert metric_value(page, "driftline_events_processed_total", {"outcome": "dead_lettered"}) == len(bad)
-    assert metric_value(page, "driftline_model_info", {"model_version": str(version)}) == 1
+    assert metric_value(page, "driftline_model_info", {"model_version": version}) == 1
 
 
 def test_unknown_entities_are_scored_with_missing_features_named(
@@ -109,22 +110,35 @@ def test_unknown_entities_are_scored_with_missing_features_named(
     assert not prediction.degraded
 
 
-def test_worker_refuses_an_artifact_with_a_wrong_checksum(
-    served_world: ServedWorld, start_worker: Callable[..., WorkerProcess], tmp_path
-) -> None:
-    registry = tmp_path / "models"
-    shutil.copytree(served_world.home / "models", registry)
-    version = ModelRegistry(registry).production_version("fraud")
-    assert version is not None
-    artifact = registry / "fraud" / version / ARTIFACT_FILE
-    artifact.write_bytes(artifact.read_bytes() + b"tampered")
+def _tamper(registry: ModelRegistry, name: str, version: str) -> None:
+    """Cut the end off a version's model.pkl in the store's artifact folder: its SHA-256 no longer matches."""
+    artifact = artifact_folder(registry, name, version) / ARTIFACT_FILE
+    artifact.write_bytes(artifact.read_bytes()[:-10])
 
-    worker = start_worker(DRIFTLINE_MODEL_REGISTRY=str(registry))
+
+def _wanting_a_feature(served_world: ServedWorld) -> dict[str, object]:
+    """Metadata changes that make a version read a feature its feature service does not have."""
+    meta = served_world.registry().read_metadata("fraud", "1")
+    shoe_size = FeatureSpec(name="customer_stats__shoe_size", source="feast", ref="customer_stats:shoe_size")
+    return {"features": [*meta.features, shoe_size]}
+
+
+def test_worker_refuses_an_artifact_with_a_wrong_checksum(
+    served_world: ServedWorld, start_worker: Callable[..., WorkerProcess], unique: str
+) -> None:
+    name = f"fraud-{unique}"
+    registry = served_world.registry()
+    saved = served_world.register_copy(name)
+    registry.set_alias(name, "production", saved.version, "test: a tampered artifact")
+    _tamper(registry, name, saved.version)
+
+    worker = start_worker(DRIFTLINE_MODEL_NAME=name)
     assert worker.popen is not None
     code = worker.popen.wait(timeout=120)
     assert code == 2
     log = worker.log_tail(50)
     assert "worker cannot start" in log and "SHA-256" in log and "refusing to load it" in log
+    assert f"model {name} version {saved.version}" in log
 
 
 def test_streamed_score_equals_the_offline_score(
@@ -145,7 +159,7 @@ def test_streamed_score_equals_the_offline_score(
     streamed = {p.event_id: p for p in map(Prediction.model_validate_json, outputs)}
 
     settings = served_world.training()
-    loaded = ModelRegistry(settings.registry_dir).load(settings.model_name)
+    loaded = ModelRegistry(settings).load(settings.model_name)
     entity_df = pd.DataFrame(events).rename(columns={"event_time": "event_timestamp"})
     entity_df["event_timestamp"] = pd.to_datetime(entity_df["event_timestamp"], utc=True)
     frame = training_set(feature_store(settings), entity_df)
@@ -160,77 +174,89 @@ def test_streamed_score_equals_the_offline_score(
 
 
 def test_promoting_a_new_version_swaps_the_model_without_a_restart(
-    topics: TopicSet, start_worker: Callable[..., WorkerProcess], served_world: ServedWorld, tmp_path
+    topics: TopicSet, start_worker: Callable[..., WorkerProcess], served_world: ServedWorld, unique: str
 ) -> None:
-    registry_dir = tmp_path / "models"
-    shutil.copytree(served_world.home / "models", registry_dir)
-    worker = start_worker(DRIFTLINE_MODEL_REGISTRY=str(registry_dir))
+    name = f"fraud-{unique}"
+    registry = served_world.registry()
+    old = served_world.register_copy(name)
+    registry.set_alias(name, "production", old.version, "test: first version")
+    worker = start_worker(DRIFTLINE_MODEL_NAME=name, DRIFTLINE_MODEL_POLL_S="0.5")
     worker.wait_assigned()
-    registry = ModelRegistry(registry_dir)
-    old = registry.load("fraud")
     events, _ = publish(topics, valid=50, invalid=0, seed=1)
     read_outputs(topics, len(events), 0)
 
-    new_meta = registry.save(old.estimator, old.metadata.model_copy(update={"version": "99990101T000000Z"}))
-    registry.promote("fraud", new_meta.version)
-    deadline = time.monotonic() + 30
-    while metric_value(worker.scrape(), "driftline_model_info", {"model_version": new_meta.version}) != 1:
-        assert time.monotonic() < deadline, "the worker did not pick up the promoted version"
-        time.sleep(0.5)
-    assert metric_value(worker.scrape(), "driftline_model_reloads_total", {"result": "swapped"}) == 1
+    new = served_world.register_copy(name)
+    assert (old.version, new.version) == ("1", "2")
+    registry.set_alias(name, "production", new.version, "test: promote")
+    promoted = time.monotonic()
+    while metric_value(worker.scrape(), "driftline_model_info", {"model_version": new.version}) != 1:
+        assert time.monotonic() - promoted < 10, "the worker did not pick up the promoted version"
+        time.sleep(0.2)
+    page = worker.scrape()
+    assert metric_value(page, "driftline_model_reloads_total", {"result": "swapped"}) == 1
+    assert metric_value(page, "driftline_model_info", {"model_version": old.version}) == 0
 
     more, _ = publish(topics, valid=50, invalid=0, seed=2)
     got = read_outputs(topics, len(events) + len(more), 0)
     predictions = [Prediction.model_validate_json(v) for v in got.values(topics.kafka().predictions_topic)]
+    assert {p.model_name for p in predictions} == {name}
     versions = {p.event_id: p.model_version for p in predictions}
-    assert {versions[str(e["event_id"])] for e in events} == {old.metadata.version}
-    assert {versions[str(e["event_id"])] for e in more} == {new_meta.version}
+    assert {versions[str(e["event_id"])] for e in events} == {old.version}
+    assert {versions[str(e["event_id"])] for e in more} == {new.version}
     assert worker.popen is not None and worker.popen.poll() is None, "the worker restarted"
 
 
 def test_worker_refuses_a_model_its_feature_service_cannot_supply(
-    served_world: ServedWorld, start_worker: Callable[..., WorkerProcess], tmp_path
+    served_world: ServedWorld, start_worker: Callable[..., WorkerProcess], unique: str
 ) -> None:
-    from driftline.registry import METADATA_FILE, FeatureSpec
+    name = f"fraud-{unique}"
+    saved = served_world.register_copy(name, **_wanting_a_feature(served_world))
+    served_world.registry().set_alias(name, "production", saved.version, "test: a feature the store lacks")
 
-    registry_dir = tmp_path / "models"
-    shutil.copytree(served_world.home / "models", registry_dir)
-    registry = ModelRegistry(registry_dir)
-    version = registry.production_version("fraud")
-    assert version is not None
-    meta = registry.read_metadata("fraud", version)
-    wanting = meta.model_copy(update={"features": [
-        *meta.features, FeatureSpec(name="customer_stats__shoe_size", source="feast", ref="customer_stats:shoe_size"),
-    ]})
-    (registry_dir / "fraud" / version / METADATA_FILE).write_text(wanting.model_dump_json())
-
-    worker = start_worker(DRIFTLINE_MODEL_REGISTRY=str(registry_dir))
+    worker = start_worker(DRIFTLINE_MODEL_NAME=name)
     assert worker.popen is not None
     assert worker.popen.wait(timeout=120) == 2
     log = worker.log_tail(50)
-    assert "does not supply: customer_stats:shoe_size" in log
+    assert "worker cannot start" in log and "does not supply: customer_stats:shoe_size" in log
 
 
+@pytest.mark.parametrize("reason", ["checksum", "feature_service"])
 def test_a_refused_swap_keeps_the_old_version_serving(
-    topics: TopicSet, start_worker: Callable[..., WorkerProcess], served_world: ServedWorld, tmp_path
+    topics: TopicSet, start_worker: Callable[..., WorkerProcess], served_world: ServedWorld, unique: str,
+    reason: str,
 ) -> None:
-    registry_dir = tmp_path / "models"
-    shutil.copytree(served_world.home / "models", registry_dir)
-    registry = ModelRegistry(registry_dir)
-    old = registry.load("fraud")
-    worker = start_worker(DRIFTLINE_MODEL_REGISTRY=str(registry_dir))
+    name = f"fraud-{unique}"
+    registry = served_world.registry()
+    old = served_world.register_copy(name)
+    registry.set_alias(name, "production", old.version, "test: first version")
+    worker = start_worker(DRIFTLINE_MODEL_NAME=name, DRIFTLINE_MODEL_POLL_S="0.5")
     worker.wait_assigned()
 
-    broken = registry.save(old.estimator, old.metadata.model_copy(update={"version": "99990101T000000Z"}))
-    artifact = registry_dir / "fraud" / broken.version / ARTIFACT_FILE
-    artifact.write_bytes(artifact.read_bytes()[:-10])  # truncated: checksum mismatch
-    registry.promote("fraud", broken.version)
-    deadline = time.monotonic() + 30
-    while metric_value(worker.scrape(), "driftline_model_reloads_total", {"result": "refused"}) < 1:
-        assert time.monotonic() < deadline, "the bad version was not refused"
-        time.sleep(0.5)
+    if reason == "checksum":
+        bad = served_world.register_copy(name)
+        _tamper(registry, name, bad.version)
+        expected_log = "refusing to load it"
+    else:
+        bad = served_world.register_copy(name, **_wanting_a_feature(served_world))
+        expected_log = "does not supply: customer_stats:shoe_size"
+    registry.set_alias(name, "production", bad.version, f"test: a version refused for its {reason}")
+    failures = {"version": bad.version, "reason": reason}
+    promoted = time.monotonic()
+    while metric_value(worker.scrape(), "driftline_model_load_failures_total", failures) < 1:
+        assert time.monotonic() - promoted < 10, f"version {bad.version} was not refused:\n{worker.log_tail(50)}"
+        time.sleep(0.2)
+    time.sleep(2)  # four more polls: a refused version is not retried while production still names it
+    page = worker.scrape()
+    assert metric_value(page, "driftline_model_load_failures_total", failures) == 1
+    assert metric_value(page, "driftline_model_load_failures_total") == 1
+    assert metric_value(page, "driftline_model_reloads_total", {"result": "refused"}) == 1
+    assert metric_value(page, "driftline_model_info", {"model_version": old.version}) == 1
+
     events, _ = publish(topics, valid=20, invalid=0, seed=4)
     got = read_outputs(topics, len(events), 0)
     versions = {Prediction.model_validate_json(v).model_version for v in got.values(topics.kafka().predictions_topic)}
-    assert versions == {old.metadata.version}
-    assert "refusing to load it" in worker.log_tail(200)
+    assert versions == {old.version}
+    log = worker.log_tail(200)
+    refusals = [line for line in log.splitlines() if f"{name} version {bad.version}" in line and expected_log in line]
+    assert refusals, log
+    assert worker.popen is not None and worker.popen.poll() is None, "the worker restarted"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
+from pathlib import Path
 from typing import get_args
 
 import numpy as np
@@ -19,7 +21,7 @@ from feature_repo.definitions import CUSTOMER_STATS_FILE, MERCHANT_STATS_FILE
 from feature_repo.store import FEATURE_SERVICE, apply, feature_store, materialize
 from producers.generator import MERCHANT_CATEGORIES
 from training.data import generate
-from training.dataset import load_transactions, training_set
+from training.dataset import LABEL, load_transactions, training_set
 from training.train import run
 
 pytestmark = pytest.mark.integration
@@ -71,11 +73,20 @@ def trained(settings):
     return run(settings, promote=True)
 
 
-def test_training_again_on_the_same_data_gives_the_same_metrics(settings, trained, tmp_path):
-    # Another registry: a version is the clock's second, so two runs could otherwise collide.
-    again = run(settings.model_copy(update={"model_registry": tmp_path / "models"}), promote=False)
+def test_training_again_on_the_same_data_gives_the_same_metrics(settings, trained, tmp_path, monkeypatch):
+    # Another tracking store (a SQLite file), so the module's store keeps its one version. MLflow puts the
+    # artifacts of a store given by URI under ./mlruns: run from tmp_path so they land there.
+    monkeypatch.chdir(tmp_path)
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    again = run(settings.model_copy(update={"mlflow_tracking_uri": other}), promote=False)
     assert (again.train_rows, again.test_rows) == (trained.train_rows, trained.test_rows)
     assert again.metrics == trained.metrics
+    assert again.dataset_digest == trained.dataset_digest  # the same training set, by MLflow's fingerprint
+    assert (again.tracking_uri, again.version, again.promoted) == (other, "1", False)
+    elsewhere = ModelRegistry(settings.model_copy(update={"mlflow_tracking_uri": other}))
+    assert [v.version for v in elsewhere.versions(settings.model_name)] == ["1"]
+    assert elsewhere.aliases(settings.model_name) == {}
+    assert [v.version for v in ModelRegistry(settings).versions(settings.model_name)] == [trained.version]
 
 
 def test_apply_is_idempotent(settings, trained):
@@ -86,7 +97,7 @@ def test_apply_is_idempotent(settings, trained):
 
 
 def test_trained_model_is_registered_and_useful(settings, trained):
-    registry = ModelRegistry(settings.registry_dir)
+    registry = ModelRegistry(settings)
     loaded = registry.load(settings.model_name)
     meta = loaded.metadata
     assert meta.metrics["roc_auc"] > 0.7, trained
@@ -102,6 +113,31 @@ def test_trained_model_is_registered_and_useful(settings, trained):
     assert set(meta.reference.features) == {f.name for f in meta.features}
     assert trained.version == meta.version and trained.promoted
     assert trained.metrics["roc_auc"] == meta.metrics["roc_auc"]
+    assert registry.production_version(settings.model_name) == trained.version == "1"
+    (move,) = registry.history(settings.model_name)
+    assert (move.alias, move.to_version) == ("production", trained.version)
+    assert move.reason == f"trained by driftline train (run {trained.run_id})"
+
+
+def test_the_training_run_records_params_metrics_data_and_plots(settings, trained):
+    registry = ModelRegistry(settings)
+    client = registry.client
+    assert trained.tracking_uri == registry.where() == f"sqlite:///{settings.home.resolve() / 'mlflow' / 'mlflow.db'}"
+    assert client.get_model_version(settings.model_name, trained.version).run_id == trained.run_id
+    recorded = client.get_run(trained.run_id)
+    assert recorded.info.status == "FINISHED"
+    params = recorded.data.params
+    assert params["estimator"].endswith(".HistGradientBoostingClassifier")
+    assert params["feature_service"] == FEATURE_SERVICE and params["label"] == LABEL
+    assert (params["train_rows"], params["test_rows"]) == (str(trained.train_rows), str(trained.test_rows))
+    assert params["features"] == str(trained.features) and params["seed"] == str(settings.seed)
+    assert recorded.data.metrics == pytest.approx({k: v for k, v in trained.metrics.items() if math.isfinite(v)})
+    (training_data,) = recorded.inputs.dataset_inputs
+    assert {t.key: t.value for t in training_data.tags} == {"mlflow.data.context": "training"}
+    assert training_data.dataset.digest == trained.dataset_digest
+    assert json.loads(training_data.dataset.profile)["num_rows"] == trained.train_rows + trained.test_rows
+    plots = {Path(a.path).name for a in client.list_artifacts(trained.run_id, "plots")}
+    assert plots == {"score_histogram.png", "roc.png", "calibration.png"}
 
 
 def test_online_features_equal_the_latest_snapshot(settings, trained):
@@ -131,7 +167,7 @@ def test_online_features_equal_the_latest_snapshot(settings, trained):
 
 
 def test_online_rows_score_through_the_shared_matrix_builder(settings, trained):
-    loaded = ModelRegistry(settings.registry_dir).load(settings.model_name)
+    loaded = ModelRegistry(settings).load(settings.model_name)
     store = feature_store(settings)
     event = load_transactions(settings.data_dir).iloc[-1]
     online = store.get_online_features(

@@ -7,8 +7,12 @@ which models are refused, without services.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from itertools import count
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -210,3 +214,27 @@ def test_the_event_schema_accepts_what_validation_accepts_and_names_the_types() 
         assert isinstance(validate_event(orjson.dumps(bad), rules, NOW), Rejection)
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["model", "register", "nope.pkl", "--name", "m", "--feature-service", "s", "--sample", "s.parquet"], {},
+         "driftline: model file nope.pkl does not exist"),
+        (["feast", "apply"], {"DRIFTLINE_FEAST_REPO": "."},
+         "driftline: DRIFTLINE_FEAST_REPO=. has no feature_store.yaml; point it at a Feast repo folder"),
+        (["schema"], {"DRIFTLINE_MAX_REQUEST_BYTES": "5"},
+         "driftline: invalid setting: DRIFTLINE_MAX_REQUEST_BYTES: Input should be greater than or equal to 65536"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "driftline_tools.cli", *args], cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "DRIFTLINE_HOME": str(tmp_path), **env}, timeout=120, check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("driftline:")]
+    assert errors and errors[0].startswith(message), done.stderr
+    assert "Traceback" not in done.stderr

@@ -9,7 +9,7 @@ import json
 import logging
 import math
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,8 @@ from rich.table import Table
 from typer.testing import CliRunner
 
 from driftline.contracts import DeadLetter
+from driftline.errors import ModelLoadError
+from driftline.registry import AliasMove, VersionInfo
 from driftline_tools import cli
 from driftline_tools.bench.measure import BenchReport, ContenderResult, LoadResult
 from driftline_tools.demo import DemoResult
@@ -245,43 +247,148 @@ def test_replay_lines_without_truncated_letters() -> None:
     assert cli.replay_lines(ReplayResult("events", 0, 0)) == ["replayed 0 dead letters onto events"]
 
 
-# --- model list -------------------------------------------------------------------------------------
+# --- model list, history ---------------------------------------------------------------------------
 
+CREATED = datetime(2026, 11, 21, 8, 30, 5, tzinfo=UTC)
 VERSIONS = [
-    cli.RegisteredVersion("fraud", "v1", False, "fraud_v1", {"roc_auc": 0.91, "brier": 0.05}),
-    cli.RegisteredVersion("fraud", "v2", True, "fraud_v1", {"roc_auc": 0.93456}),
+    VersionInfo(
+        model="fraud", version="1", run_id="0f3c2a9e4b1d4c7a8e6f5a4b3c2d1e0f", created_at=CREATED, aliases=[],
+        metrics={"roc_auc": 0.91, "brier": 0.05, "train_seconds": 3.0}, feature_service="fraud_v1", task="binary",
+    ),
+    VersionInfo(
+        model="fraud", version="2", run_id="a1b2c3d4e5f60718293a4b5c6d7e8f90", created_at=CREATED + timedelta(days=1),
+        aliases=["canary", "production"], metrics={"roc_auc": 0.93456}, feature_service="fraud_v1", task="binary",
+    ),
+    VersionInfo(
+        model="fraud", version="3", run_id=None, created_at=CREATED + timedelta(days=2), aliases=[], metrics={},
+        feature_service=None, task=None,
+    ),
+]
+MOVES = [
+    AliasMove(sequence=1, at=CREATED, model="fraud", alias="production", from_version=None, to_version="1",
+              by="alice", reason="first model"),
+    AliasMove(sequence=2, at=CREATED + timedelta(hours=1), model="fraud", alias="canary", from_version=None,
+              to_version="2", by="bob", reason="[bold]try[/bold] 2"),
+    AliasMove(sequence=3, at=CREATED + timedelta(hours=2), model="fraud", alias="canary", from_version="2",
+              to_version=None, by="bob", reason="done"),
 ]
 
 
-def test_models_table_has_a_column_per_metric() -> None:
+def test_models_table_shows_runs_aliases_and_the_headline_metrics() -> None:
     table = cli.models_table(VERSIONS)
-    assert headers(table) == ["production", "model", "version", "feature service", "brier", "roc_auc"]
+    # Headline metrics only, in a fixed order (not every metric a run logged).
+    assert headers(table) == ["version", "aliases", "run", "created (UTC)", "feature service", "roc_auc", "brier"]
     assert cells(table) == [
-        ["", "fraud", "v1", "fraud_v1", "0.0500", "0.9100"],
-        ["*", "fraud", "v2", "fraud_v1", "", "0.9346"],
+        ["1", "", "0f3c2a9e4b1d", "2026-11-21 08:30:05", "fraud_v1", "0.9100", "0.0500"],
+        ["2", "canary, production", "a1b2c3d4e5f6", "2026-11-22 08:30:05", "fraud_v1", "0.9346", ""],
+        ["3", "", "", "2026-11-23 08:30:05", "", "", ""],
     ]
 
 
-def test_model_list_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_history_table_shows_every_move_and_removals() -> None:
+    table = cli.history_table(MOVES)
+    assert headers(table) == ["#", "at (UTC)", "alias", "from", "to", "by", "reason"]
+    assert cells(table) == [
+        ["1", "2026-11-21 08:30:05", "production", "-", "1", "alice", "first model"],
+        ["2", "2026-11-21 09:30:05", "canary", "-", "2", "bob", "[bold]try[/bold] 2"],  # not read as markup
+        ["3", "2026-11-21 10:30:05", "canary", "2", "(removed)", "bob", "done"],
+    ]
+
+
+class _Registry:
+    """Stands in for driftline.registry.ModelRegistry: records the alias calls the commands make."""
+
+    calls: list[tuple[object, ...]] = []
+
+    def __init__(self, settings: object) -> None:
+        self.model_name = getattr(settings, "model_name", None)
+
+    def versions(self, name: str) -> list[VersionInfo]:
+        self.calls.append(("versions", name))
+        return VERSIONS
+
+    def history(self, name: str) -> list[AliasMove]:
+        self.calls.append(("history", name))
+        return MOVES
+
+    def set_alias(self, name: str, alias: str, version: str, reason: str) -> AliasMove:
+        self.calls.append(("set_alias", name, alias, version, reason))
+        return MOVES[0].model_copy(update={"alias": alias, "to_version": version, "reason": reason})
+
+    def rollback(self, name: str, reason: str, alias: str = "production") -> AliasMove:
+        self.calls.append(("rollback", name, reason, alias))
+        return MOVES[0].model_copy(update={"alias": alias, "from_version": "2", "to_version": "1", "reason": reason})
+
+    def remove_alias(self, name: str, alias: str, reason: str) -> AliasMove | None:
+        self.calls.append(("remove_alias", name, alias, reason))
+        return None
+
+
+@pytest.fixture
+def fake_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[object, ...]]:
+    import driftline.registry
+
     monkeypatch.setenv("DRIFTLINE_HOME", str(tmp_path))
-    monkeypatch.setattr(cli, "registered_versions", lambda settings: VERSIONS)
+    monkeypatch.setenv("DRIFTLINE_MODEL_NAME", "fraud")
+    calls: list[tuple[object, ...]] = []
+    monkeypatch.setattr(_Registry, "calls", calls)
+    monkeypatch.setattr(driftline.registry, "ModelRegistry", _Registry)
+    return calls
+
+
+def test_model_list_command(fake_registry: list[tuple[object, ...]]) -> None:
     result = runner.invoke(cli.app, ["model", "list"])
     assert result.exit_code == 0, result.output
-    assert any(line.count("v2") == 1 and "*" in line and "0.9346" in line for line in result.stdout.splitlines())
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in result.stdout.splitlines() if "│" in line]
+    assert ["2", "canary, production", "a1b2c3d4e5f6"] in [row[:3] for row in rows], result.stdout
     as_json = runner.invoke(cli.app, ["model", "list", "--json"])
-    assert json.loads(as_json.stdout) == [
-        {"model": "fraud", "version": "v1", "production": False, "feature_service": "fraud_v1",
-         "metrics": {"roc_auc": 0.91, "brier": 0.05}},
-        {"model": "fraud", "version": "v2", "production": True, "feature_service": "fraud_v1",
-         "metrics": {"roc_auc": 0.93456}},
+    assert [VersionInfo.model_validate(v) for v in json.loads(as_json.stdout)] == VERSIONS
+    assert fake_registry == [("versions", "fraud")] * 2
+
+
+def test_model_alias_commands_pass_the_reason_and_print_the_move(fake_registry: list[tuple[object, ...]]) -> None:
+    promoted = runner.invoke(cli.app, ["model", "promote", "2", "--reason", "better recall", "--to", "canary"])
+    assert promoted.exit_code == 0, promoted.output
+    assert "better recall" in promoted.stdout and "canary" in promoted.stdout
+    rolled = runner.invoke(cli.app, ["model", "rollback", "--reason", "alerts", "--json"])
+    assert rolled.exit_code == 0, rolled.output
+    move = AliasMove.model_validate_json(rolled.stdout)
+    assert (move.alias, move.from_version, move.to_version, move.reason) == ("production", "2", "1", "alerts")
+    unset = runner.invoke(cli.app, ["model", "unset", "shadow", "--reason", "experiment over"])
+    assert unset.exit_code == 0 and "shadow was not set" in unset.stdout
+    history = runner.invoke(cli.app, ["model", "history", "--json"])
+    assert [AliasMove.model_validate(m) for m in json.loads(history.stdout)] == MOVES
+    assert fake_registry == [
+        ("set_alias", "fraud", "canary", "2", "better recall"),
+        ("rollback", "fraud", "alerts", "production"),
+        ("remove_alias", "fraud", "shadow", "experiment over"),
+        ("history", "fraud"),
     ]
+    # A move without a reason, and unsetting production, are refused before the registry is touched.
+    assert runner.invoke(cli.app, ["model", "promote", "2"]).exit_code == 2
+    assert runner.invoke(cli.app, ["model", "unset", "production", "--reason", "x"]).exit_code == 2
+    assert len(fake_registry) == 4
 
 
-def test_model_list_with_an_empty_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_model_commands_on_an_empty_embedded_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DRIFTLINE_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     result = runner.invoke(cli.app, ["model", "list", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == []
+    assert (tmp_path / "mlflow" / "mlflow.db").is_file()
+    history = runner.invoke(cli.app, ["model", "history", "--json"])
+    assert history.exit_code == 0 and json.loads(history.stdout) == []
+    # What the user can fix is a ModelLoadError (main() prints it as one line, exit 2), never a traceback.
+    for args, message in [
+        (["model", "show"], "model fraud has no production version in sqlite:///"),
+        (["model", "show", "9"], "model fraud has no version 9 in sqlite:///"),
+        (["model", "rollback", "--reason", "x"], "model fraud: production has no earlier version to roll back to"),
+        (["model", "promote", "1", "--reason", "x"], "model fraud has no version 1 in sqlite:///"),
+    ]:
+        failed = runner.invoke(cli.app, args)
+        assert isinstance(failed.exception, ModelLoadError), (args, failed.exception)
+        assert str(failed.exception).startswith(message), args
 
 
 # --- faults -----------------------------------------------------------------------------------------

@@ -72,12 +72,18 @@ def applied(tmp_path: Path) -> ApplyResult:
     return ApplyResult("driftline", tmp_path / "registry.db", objects)
 
 
+RUN_ID = "0f3c2a9e4b1d4c7a8e6f5a4b3c2d1e0f"
+TRACKING_URI = "sqlite:////var/lib/driftline/mlflow/mlflow.db"
+
+
 @pytest.fixture
-def trained(tmp_path: Path) -> TrainResult:
+def trained() -> TrainResult:
     return TrainResult(
         model="fraud",
-        version="20261121T000000Z",
-        path=tmp_path / "fraud" / "20261121T000000Z",
+        version="3",
+        run_id=RUN_ID,
+        tracking_uri=TRACKING_URI,
+        dataset_digest="5d1b9a3c",
         promoted=True,
         task="binary",
         feature_service="fraud_v1",
@@ -171,17 +177,36 @@ def test_feast_materialize_lines_and_json(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_train_renders_metrics_and_prints_json(monkeypatch: pytest.MonkeyPatch, trained: TrainResult) -> None:
-    page = text(*cli.train_renderables(trained))
-    assert "model fraud 20261121T000000Z (production)" in page
-    assert "roc_auc" in page and "0.9123" in page
-    assert "fit 2.2s" in page or "fit 2.3s" in page
-    assert "roc_auc 0.9123" in trained.summary()
-    monkeypatch.setattr("training.train.run", lambda settings, promote, request: trained)
-    result = runner.invoke(cli.app, ["train", "--json"])
+    lines = [line.rstrip() for line in text(*cli.train_renderables(trained)).splitlines()]
+    assert lines[:5] == [
+        f"model fraud version 3 (production), MLflow run {RUN_ID} in {TRACKING_URI}",
+        "training set: 8000 rows, 12 features from fraud_v1 (MLflow dataset digest 5d1b9a3c)",
+        "train 6400 rows (2026-11-01 00:00 .. 2026-11-21 00:00), test 1600 rows from 2026-11-21 00:00",
+        "join 1.5s, fit 2.2s, total 4.0s",
+        "held-out metrics of the binary model (decision threshold 0.5):",
+    ]
+    page = "\n".join(lines)
+    assert re.search(r"│ pr_auc\s+│\s+0.5000 │", page) and re.search(r"│ roc_auc\s+│\s+0.9123 │", page)
+    assert trained.summary() == (
+        "model fraud version 3 (production): roc_auc 0.9123 on 1600 held-out rows, trained on 6400 in 4.0s"
+    )
+    calls: list[tuple[object, bool, object]] = []
+
+    def run(settings: object, promote: bool, request: object) -> TrainResult:
+        calls.append((settings, promote, request))
+        return trained
+
+    monkeypatch.setattr("training.train.run", run)
+    result = runner.invoke(cli.app, ["train", "--no-promote", "--json"])
     assert result.exit_code == 0, result.output
+    ((_, promote, request),) = calls
+    assert promote is False and request is None  # no feature service given: the fraud example
     data = json.loads(result.stdout)
-    assert data["version"] == "20261121T000000Z" and data["metrics"]["roc_auc"] == 0.91234
-    assert data["promoted"] is True and data["test_rows"] == 1600
+    assert (data["version"], data["run_id"], data["tracking_uri"], data["dataset_digest"]) == (
+        "3", RUN_ID, TRACKING_URI, "5d1b9a3c"
+    )
+    assert data["metrics"]["roc_auc"] == 0.91234 and data["promoted"] is True and data["test_rows"] == 1600
+    assert "path" not in data
 
 
 def test_drift_simulate_renders_events_summary_and_final_evaluation(tmp_path: Path) -> None:

@@ -180,7 +180,10 @@ def test_services_agree_on_broker_topics_store_and_home(
         )
     assert topics.topic_partitions >= 2  # room for `--scale worker=N`
     assert trained.redis_url == worker.redis_url and trained.feast_project == worker.feast_project
-    assert trained.registry_dir == worker.registry_dir and trained.model_name == worker.model_name
+    # Training registers into the MLflow server the worker polls (not an embedded store in either container).
+    assert trained.mlflow_tracking_uri is not None
+    assert trained.tracking_uri == worker.tracking_uri and trained.model_name == worker.model_name
+    assert trained.mlflow_artifact_root is None and worker.mlflow_artifact_root is None
     assert trained.home == worker.home == producer.home
 
 
@@ -202,19 +205,125 @@ def test_services_start_in_order_behind_real_readiness(services: dict[str, Any])
                 assert "healthcheck" in services[dependency], f"{name} waits for {dependency}, which has no healthcheck"
             if condition == "service_completed_successfully":
                 assert services[dependency].get("restart", "no") == "no", f"{dependency} must be a one-shot job"
-    # The setup job talks to the broker and Redis: it starts once both answer; the worker and the
-    # producer need its topics, features and model: they start once it has finished successfully.
-    assert _depends_on(services["setup"]) == {"kafka": "service_healthy", "redis": "service_healthy"}
+    # The setup job talks to the broker, Redis and MLflow: it starts once all three answer; the worker
+    # and the producer need its topics, features and model: they start once it has finished successfully.
+    assert _depends_on(services["setup"]) == {
+        "kafka": "service_healthy", "redis": "service_healthy", "mlflow": "service_healthy",
+    }
     for name in ("worker", "producer"):
         assert _depends_on(services[name])["setup"] == "service_completed_successfully"
+    assert _depends_on(services["worker"])["mlflow"] == "service_healthy"  # it polls the aliases
     assert order.index("kafka") < order.index("setup") < order.index("worker") < order.index("producer")
+    assert order.index("mlflow") < order.index("setup")
     # The broker's healthcheck asks the listener the driftline services use.
     probe = services["kafka"]["healthcheck"]["test"][-1].split()
     assert probe[probe.index("--bootstrap-server") + 1] == _env(services["worker"])["KAFKA_BOOTSTRAP_SERVERS"]
 
 
+def _mlflow_server_options(service: dict[str, Any]) -> dict[str, Any]:
+    """The options of the service's ``mlflow server`` command, parsed by the installed MLflow's own CLI."""
+    from mlflow.cli import cli
+
+    words = [str(word) for word in service["command"]]
+    assert words[:2] == ["mlflow", "server"], words
+    server = cli.get_command(cli.make_context("mlflow", ["server"]), "server")
+    assert server is not None
+    params: dict[str, Any] = server.make_context("server", words[2:]).params
+    return params
+
+
+def _volume_targets(service: dict[str, Any]) -> dict[str, str]:
+    """Mount target -> named volume of the service's ``name:/path`` volumes."""
+    pairs = (str(v).split(":")[:2] for v in service.get("volumes", []) if not str(v).startswith(("./", "/")))
+    return {target: name for name, target in pairs}
+
+
+def test_mlflow_service_is_the_registry_training_and_workers_use(
+    compose: dict[str, Any], services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.server.security_utils import is_allowed_host_header
+
+    mlflow = services["mlflow"]
+    options = _mlflow_server_options(mlflow)
+    assert options["host"] == "0.0.0.0"
+    # ModelSettings reads MLFLOW_TRACKING_URI; setup and worker point it at this service's port.
+    assert (settings_module.ModelSettings, "mlflow_tracking_uri") in _settings_readers()["MLFLOW_TRACKING_URI"]
+    for name in ("setup", "worker"):
+        _only_env(monkeypatch, _env(services[name]))
+        url = urlparse(WorkerSettings().tracking_uri)
+        assert (url.scheme, url.hostname, url.port) == ("http", "mlflow", options["port"]), name
+        # MLflow refuses requests whose Host header it does not allow (DNS rebinding protection).
+        assert is_allowed_host_header(options["allowed_hosts"].split(","), url.netloc), name
+    assert "MLFLOW_TRACKING_URI" not in _env(services["producer"])  # it never reads a model
+    # Reached from the host on the same port, by a Host header the server allows too.
+    assert _published(mlflow) == {options["port"]: options["port"]}
+    assert is_allowed_host_header(options["allowed_hosts"].split(","), f"localhost:{options['port']}")
+    # Runs, versions and aliases (SQLite) and the artifacts both live on a named volume, and the server
+    # proxies artifacts, so the other services share no folder with it.
+    store = urlparse(options["backend_store_uri"])
+    assert store.scheme == "sqlite"
+    volumes = _volume_targets(mlflow)
+    for path in (store.path.removeprefix("/"), options["artifacts_destination"]):
+        assert any(path.startswith(f"{target}/") for target in volumes), path
+    assert set(volumes.values()) <= set(compose["volumes"])
+    assert options["serve_artifacts"] is True
+    (probe,) = re.findall(r"urlopen\('([^']+)'", " ".join(mlflow["healthcheck"]["test"]))
+    assert urlparse(probe)[1:3] == (f"127.0.0.1:{options['port']}", "/health")
+    # The server is the MLflow the project depends on, at the minor version the tests run against.
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    image, tag = mlflow["image"].rsplit(":", 1)
+    assert image == "ghcr.io/mlflow/mlflow" and tag.startswith("v")
+    (requirement,) = [
+        Requirement(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+        if Requirement(r).name == "mlflow"
+    ]
+    assert requirement.specifier.contains(tag[1:]), (tag, requirement)
+    assert tag[1:].split(".")[:2] == version("mlflow").split(".")[:2], "the image and the client MLflow differ"
+
+
+def test_setup_trains_only_when_no_version_is_in_production(
+    services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The setup script decides with `driftline model list --json | grep -q '<pattern>'`: run the command
+    # on a registry with and without a production alias and apply the pattern to what it prints.
+    from datetime import UTC, datetime
+
+    import driftline.registry
+    from driftline.registry import VersionInfo
+
+    script = services["setup"]["command"][0]
+    (command, pattern) = re.findall(r"if driftline (model list --json) \| grep -q '([^']+)'; then", script)[0]
+    listed: list[VersionInfo] = []
+
+    class Registry:
+        def __init__(self, settings: object) -> None:
+            pass
+
+        def versions(self, name: str) -> list[VersionInfo]:
+            return listed
+
+    monkeypatch.setattr(driftline.registry, "ModelRegistry", Registry)
+
+    def production_exists() -> bool:
+        result = _run_cli(monkeypatch, command.split(), "model")
+        assert result.exit_code == 0, result.output
+        return re.search(pattern, result.stdout) is not None
+
+    assert not production_exists()  # empty registry: train
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    for aliases in ([], ["canary"], ["shadow"]):
+        listed[:] = [VersionInfo(model="fraud", version="1", run_id="r", created_at=created, aliases=aliases,
+                                 metrics={}, feature_service="fraud_v1", task="binary")]
+        assert not production_exists(), aliases  # versions but none in production: train
+    listed.append(listed[0].model_copy(update={"version": "2", "aliases": ["canary", "production"]}))
+    assert production_exists()
+
+
 def test_all_services_exist(services: dict[str, Any]) -> None:
-    assert {"kafka", "redis", "setup", "worker", "producer", "prometheus", "grafana"} <= set(services)
+    assert {"kafka", "redis", "mlflow", "setup", "worker", "producer", "prometheus", "grafana"} <= set(services)
 
 
 @pytest.mark.parametrize("name", DRIFTLINE_SERVICES)
