@@ -114,6 +114,11 @@ class ModelMetadata(BaseModel):
     reference: DriftReference | None = Field(
         default=None, description="Reference sketches of inputs and score, for drift monitoring."
     )
+    reference_sample: list[dict[str, float | str | None]] = Field(
+        default_factory=list,
+        description="A few input rows (FeatureSpec.name -> raw value) and nothing else: serving scores them "
+        "before it switches to this version, so a model that fails on its own inputs never serves.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 #: Feast feature dtypes a model column can hold: numbers (and bools) as floats, strings as categories.
 NUMERIC_DTYPES = {"Int32", "Int64", "Float32", "Float64", "Bool"}
+#: Input rows kept with a version, scored by serving before it switches to the version.
+REFERENCE_SAMPLE_ROWS = 50
 #: Event timestamp column of an entity dataframe, as Feast names it.
 TIMESTAMP = "event_timestamp"
 
@@ -347,7 +349,23 @@ def build_metadata(
     reference = build_reference(
         specs, matrix, scores, seed=seed, stratify_by=request.stratify_by, stratum_edges=request.stratum_edges
     )
-    return meta.model_copy(update={"reference": reference, "metrics": metrics or {}})
+    sample_rows = [
+        {s.name: _raw(row.get(s.name)) for s in specs} for row in rows[:: max(1, len(rows) // REFERENCE_SAMPLE_ROWS)]
+    ][:REFERENCE_SAMPLE_ROWS]
+    return meta.model_copy(
+        update={"reference": reference, "metrics": metrics or {}, "reference_sample": sample_rows}
+    )
+
+
+def _raw(value: object) -> float | str | None:
+    """A feature value as JSON keeps it: a number, a string, or None for missing."""
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None  # pandas' NA and friends
+    return None if number != number else number
 
 
 def register(settings: TrainingSettings, request: RegisterRequest) -> RegisterResult:

@@ -7,16 +7,18 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import redis.asyncio
 
 from drift.freshness import FreshnessWindow
 from drift.monitor import DriftMonitor
-from driftline.errors import ChecksumMismatchError, DriftlineError
-from driftline.features import FetchFeatures
+from driftline.errors import ChecksumMismatchError, DriftlineError, ModelLoadError
+from driftline.features import FetchFeatures, build_frame, build_matrix
 from driftline.registry import ALIASES, LoadedModel, ModelRegistry
 from driftline.settings import WorkerSettings
 from feature_repo.online import FeastOnlineReader, check_model_against_store, view_ttls
 from feature_repo.redis_reader import RedisOnlineReader, fast_read_problems, layout_from_store
+from stream_app.core.scoring import score_batch
 from stream_app.core.validation import EventRules
 
 logger = logging.getLogger(__name__)
@@ -32,6 +34,24 @@ class ServingModel:
     view_ttls: dict[str, float]  # feature view -> TTL in seconds (0 = none)
     drift: DriftMonitor  # this version's inputs and scores against this version's reference
     freshness: FreshnessWindow  # ages of store values over the same number of recent events
+
+
+def check_reference_sample(model: LoadedModel) -> None:
+    """Score the version's own reference rows; refuse a model that fails on them or scores non-finite."""
+    meta = model.metadata
+    if not meta.reference_sample:
+        return
+    rows = meta.reference_sample
+    frame = meta.input_format == "frame"
+    model_input = build_frame(meta.features, rows) if frame else build_matrix(meta.features, rows)
+    try:
+        scores = score_batch(model.estimator, meta, model_input).score
+    except Exception as exc:
+        raise ModelLoadError(
+            f"model {meta.name} version {meta.version} fails on its reference sample: {type(exc).__name__}: {exc}"
+        ) from exc
+    if len(scores) != len(rows) or not np.isfinite(scores).all():
+        raise ModelLoadError(f"model {meta.name} version {meta.version} scores its reference sample non-finite")
 
 
 def refusal_reason(exc: DriftlineError) -> str:
@@ -99,6 +119,7 @@ class ModelHolder:
         model = self._registry.load(
             self._settings.model_name, version, check=lambda meta: check_model_against_store(self._store, meta)
         )
+        check_reference_sample(model)
         meta = model.metadata
         rules = EventRules.for_model(
             meta.entities, meta.features, self._settings.max_event_bytes,

@@ -238,3 +238,17 @@ def test_bad_input_is_one_line_and_exit_code_2(
     errors = [line for line in done.stderr.splitlines() if line.startswith("driftline:")]
     assert errors and errors[0].startswith(message), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_serving_scores_a_versions_reference_sample_before_it_switches() -> None:
+    from driftline.errors import ModelLoadError
+    from stream_app.adapters.models import check_reference_sample
+
+    est = LinearRegression().fit(X, X[:, 0])
+    sample: list[dict[str, float | str | None]] = [{"trips": 1.0, "distance": 2.0}, {"trips": None, "distance": 1.0}]
+    meta = metadata(task="regression", reference_sample=sample[:1])
+    check_reference_sample(LoadedModel(metadata=meta, estimator=est))  # scores finitely: accepted
+    # LinearRegression refuses NaN inputs: a version that fails on its own sample never serves.
+    with pytest.raises(ModelLoadError, match="fails on its reference sample: ValueError"):
+        failing = metadata(task="regression", reference_sample=sample)
+        check_reference_sample(LoadedModel(metadata=failing, estimator=est))
