@@ -742,7 +742,8 @@ def register_renderables(result: RegisterResult) -> list[RenderableType]:
     production = " (production)" if result.promoted else ""
     carry = [f"{e.field} ({e.dtype})" for e in result.entities] + result.request_fields
     lines = Text(
-        f"model {result.model} {result.version}{production}: {result.task}, {len(result.features)} inputs "
+        f"model {result.model} version {result.version}{production}: {result.task}, "
+        f"{len(result.features)} inputs "
         f"({result.input_format}) from {result.feature_service}\n"
         f"events carry: {', '.join(carry)}\n"
         f"drift reference from {result.reference_rows} sample rows"
