@@ -116,7 +116,8 @@ def register_agents(
                 refused_predictions=len(delivery.refused_predictions),
             )
             metrics.observe_freshness(result.feature_ages, serving.view_ttls)
-            if canary is not None and guard.canary_version == canary.model.metadata.version:
+            guard.watch(canary.model.metadata.version if canary is not None and settings.canary_percent > 0 else None)
+            if guard.canary_version is not None:
                 for model, part_result in scored:
                     side = guard.canary if model is canary else guard.production
                     side.observe(len(part_result.predictions), len(part_result.dead_letters),

@@ -140,3 +140,40 @@ def test_promote_shadow_canary_and_rollback_while_streaming(
     assert 0 < swap_s < 5.0, swap_s
     page = worker.scrape()
     assert metric_value(page, "driftline_shadow_decisions_total") > 0
+
+
+def test_the_guard_moves_a_failing_canary_back_and_says_why(
+    served_world: ServedWorld, topics: TopicSet, start_worker: Callable[..., WorkerProcess], unique: str
+) -> None:
+    name = f"fraud-guard-{unique}"
+    good = served_world.register_copy(name)
+    # The canary refuses every amount above 10 EUR: most of its events become dead letters.
+    strict = [s.model_copy(update={"maximum": 10.0}) if s.name == "amount" else s for s in good.features]
+    bad = served_world.register_copy(name, features=strict)
+    registry = served_world.registry()
+    registry.set_alias(name, "production", good.version, "guard test")
+    registry.set_alias(name, "canary", bad.version, "guard test: a canary that refuses most events")
+    worker = start_worker(
+        DRIFTLINE_MODEL_NAME=name, DRIFTLINE_MODEL_POLL_S="0.5", DRIFTLINE_CANARY_PERCENT="50",
+        DRIFTLINE_CANARY_MIN_EVENTS="100",
+    )
+    worker.wait_assigned()
+    settings = topics.kafka()
+    env = topics.env
+    sizes = (int(env["DRIFTLINE_SEED"]), int(env["DRIFTLINE_N_CUSTOMERS"]), int(env["DRIFTLINE_N_MERCHANTS"]))
+    world = build_world(*sizes)
+    producer = KafkaProducer(**kafka_python_options(settings), acks="all", linger_ms=20)
+    for event in event_stream(world, 1_000, np.random.default_rng(5), start_time=datetime.now(UTC), rate=10_000):
+        event["event_time"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        producer.send(settings.events_topic, key=str(event["customer_id"]).encode(), value=orjson.dumps(event))
+    producer.flush(timeout=30)
+    producer.close()
+
+    deadline = time.monotonic() + 60
+    while registry.aliases(name).get("canary") is not None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert registry.aliases(name) == {"production": good.version}, worker.log_tail(30)
+    last = registry.history(name)[-1]
+    assert (last.alias, last.from_version, last.to_version) == ("canary", bad.version, None)
+    assert last.reason.startswith(f"guard: canary {bad.version} dead-letters "), last.reason
+    assert metric_value(worker.scrape(), "driftline_canary_rollbacks_total", {"version": bad.version}) == 1
