@@ -33,7 +33,7 @@ from driftline.contracts import DeadLetterType, prediction_id, utc_now
 from driftline.errors import ConfigError, FeatureStoreError
 from driftline.features import build_frame, build_matrix
 from driftline.registry import LoadedModel, ModelMetadata
-from stream_app.core.scoring import Decision, Scores, class_score_maps, decide, score_batch, score_rows_isolated
+from stream_app.core.scoring import Decision, score_outcomes
 from stream_app.core.validation import EventRules, Rejection, ValidEvent, validate_event
 
 if TYPE_CHECKING:
@@ -290,30 +290,6 @@ def refused_row(row: int, rejection: Rejection, meta: ModelMetadata) -> ScoredRo
     )
 
 
-Outcome = tuple[float, dict[str, float] | None, Decision] | str
-
-
-def _outcomes(model: LoadedModel, model_input: Any) -> list[Outcome]:
-    """Per row (score, class scores, decision), or the error text of a row the model failed on.
-
-    As the worker does: one call for the batch, and row by row only if that call raised.
-    """
-    meta = model.metadata
-    try:
-        scored = score_batch(model.estimator, meta, model_input)
-        return list(
-            zip(scored.score.tolist(), class_score_maps(scored, meta.classes), decide(scored, meta), strict=True)
-        )
-    except Exception:
-        logger.exception("scoring the batch failed; scoring its %d rows one by one", len(model_input))
-    return [
-        (float(one.score[0]), class_score_maps(one, meta.classes)[0], decide(one, meta)[0])
-        if isinstance(one, Scores)
-        else one
-        for one in score_rows_isolated(model.estimator, meta, model_input)
-    ]
-
-
 def score_events(
     raws: Sequence[bytes], rules: EventRules, model: LoadedModel, fetch: HistoricalFetch, now: datetime
 ) -> BatchScores:
@@ -349,7 +325,8 @@ def score_events(
     matrix = build_matrix(meta.features, rows)
     model_input = build_frame(meta.features, rows) if meta.input_format == "frame" else matrix
 
-    for (i, event), outcome, missing in zip(valid, _outcomes(model, model_input), missing_per_event, strict=True):
+    outcomes = score_outcomes(model.estimator, model.metadata, model_input)
+    for (i, event), outcome, missing in zip(valid, outcomes, missing_per_event, strict=True):
         if isinstance(outcome, str):
             failed = Rejection("scoring_failed", f"the model failed on this event: {outcome}", event.event_id)
             out[i] = refused_row(i, failed, meta)

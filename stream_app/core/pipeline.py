@@ -19,7 +19,7 @@ from driftline.contracts import DeadLetter, Prediction, StageTimings, prediction
 from driftline.errors import FeatureStoreError
 from driftline.features import FetchFeatures, OnlineRows, build_frame, build_matrix
 from driftline.registry import LoadedModel
-from stream_app.core.scoring import Decision, Scores, class_score_maps, decide, score_batch, score_rows_isolated
+from stream_app.core.scoring import score_outcomes
 from stream_app.core.validation import EventRules, Rejection, ValidEvent, validate_event
 
 logger = logging.getLogger(__name__)
@@ -145,25 +145,10 @@ async def process_batch(
     matrix = build_matrix(meta.features, rows)  # also what the drift monitor compares
     model_input = build_frame(meta.features, rows) if meta.input_format == "frame" else matrix
 
-    # Per row: (score, class scores, decision) or the error text of a row the model failed on.
-    outcomes: list[tuple[float, dict[str, float] | None, Decision] | str]
-    try:
-        scored = score_batch(model.estimator, meta, model_input)
-        outcomes = list(
-            zip(scored.score.tolist(), class_score_maps(scored, meta.classes), decide(scored, meta), strict=True)
-        )
-        result.matrix, result.scores = matrix, scored.score
-    except Exception:
-        logger.exception("scoring the batch failed; scoring its %d rows one by one", len(rows))
-        outcomes = [
-            (float(one.score[0]), class_score_maps(one, meta.classes)[0], decide(one, meta)[0])
-            if isinstance(one, Scores)
-            else one
-            for one in score_rows_isolated(model.estimator, meta, model_input)
-        ]
-        ok = np.array([not isinstance(x, str) for x in outcomes], dtype=bool)
-        result.matrix = matrix[ok]
-        result.scores = np.array([x[0] for x in outcomes if not isinstance(x, str)], dtype=np.float64)
+    outcomes = score_outcomes(model.estimator, meta, model_input)
+    ok = np.array([not isinstance(x, str) for x in outcomes], dtype=bool)
+    result.matrix = matrix if ok.all() else matrix[ok]
+    result.scores = np.array([x[0] for x in outcomes if not isinstance(x, str)], dtype=np.float64)
     t3 = clock.perf()
 
     timings = StageTimings(decode_s=t1 - t0, features_s=t2 - t1, predict_s=t3 - t2)

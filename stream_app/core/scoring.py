@@ -9,6 +9,7 @@ and it makes no decision.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from driftline.registry import ClassLabel, ModelMetadata
+
+logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 Decision = bool | ClassLabel | None
@@ -75,3 +78,24 @@ def score_rows_isolated(estimator: Any, meta: ModelMetadata, model_input: Any) -
         except Exception as exc:
             out.append(f"{type(exc).__name__}: {exc}")
     return out
+
+
+#: Per row: (score, class scores, decision), or the error text of a row the model failed on.
+Outcome = tuple[float, dict[str, float] | None, Decision] | str
+
+
+def score_outcomes(estimator: Any, meta: ModelMetadata, model_input: Any) -> list[Outcome]:
+    """One call for the whole batch; row by row only if that call raised, so one bad row sinks no other."""
+    try:
+        scored = score_batch(estimator, meta, model_input)
+        return list(
+            zip(scored.score.tolist(), class_score_maps(scored, meta.classes), decide(scored, meta), strict=True)
+        )
+    except Exception:
+        logger.exception("scoring the batch failed; scoring its %d rows one by one", len(model_input))
+    return [
+        (float(one.score[0]), class_score_maps(one, meta.classes)[0], decide(one, meta)[0])
+        if isinstance(one, Scores)
+        else one
+        for one in score_rows_isolated(estimator, meta, model_input)
+    ]
