@@ -32,5 +32,9 @@ class FeatureStoreError(DriftlineError):
     """The online feature store failed or timed out."""
 
 
+class FeatureStoreAccessError(ConfigError):
+    """The online store refused the configured credentials, the user's rights or the TLS handshake."""
+
+
 class StackError(DriftlineError):
     """The embedded broker or Redis could not be started or stopped."""

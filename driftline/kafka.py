@@ -86,3 +86,31 @@ def kafka_python_options(settings: KafkaSettings) -> dict[str, Any]:
         options["sasl_plain_username"] = security.sasl_username
         options["sasl_plain_password"] = security.sasl_password_value()
     return options
+
+
+# --- The embedded broker's per-partition limit ---------------------------------------------------------
+# Tansu with in-memory storage lists every stored batch of a partition on each fetch, under the fetch's
+# max wait as deadline; past the deadline the fetch returns nothing, so a partition that holds too many
+# batches stops answering for good. Measured on one partition of single-record batches, 2-core machine:
+# at a 5 ms wait a fetch at the tail took 8 ms with 8,000 batches, 4.9 s with 16,000 and never answered
+# with 30,000; at a 50 ms wait it took 18-49 ms with 30,000 and 38 ms with 60,000. Listing costs about
+# 0.5 us per batch, so a wait of W ms covers about 2,000 x W batches on an idle machine; half of that, for a
+# busy one, is the limit.
+EMBEDDED_BATCHES_PER_WAIT_MS = 1_000
+#: Share of the limit at which `driftline stack status` warns.
+EMBEDDED_WARN_SHARE = 0.5
+
+
+def embedded_partition_limit(fetch_max_wait_ms: int) -> int:
+    """Batches a partition of the embedded broker may hold before fetches with this wait stop answering."""
+    return fetch_max_wait_ms * EMBEDDED_BATCHES_PER_WAIT_MS
+
+
+def projected_batches(seconds: float, rate: float, partitions: int, linger_ms: int) -> int:
+    """Batches a steady producer adds to each partition over ``seconds`` (an upper bound).
+
+    A partition gets at most one batch per linger interval, and never more batches than records.
+    """
+    per_partition_records = seconds * rate / max(1, partitions)
+    per_partition_flushes = seconds * 1000 / max(1, linger_ms)
+    return int(min(per_partition_records, per_partition_flushes))

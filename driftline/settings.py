@@ -6,12 +6,13 @@ names are spelled out here and nowhere else; README's settings table lists the s
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from pydantic import (
     AliasChoices,
@@ -27,6 +28,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from driftline.contracts import largest_whole_dead_letter
+from driftline.errors import ConfigError
 
 #: Ports of the embedded stack; chosen away from the well-known ones so a real Kafka or Redis
 #: on the same machine is never touched by accident.
@@ -187,6 +189,17 @@ class KafkaSettings(_Base):
         description="Where a shadow version's predictions go; unset: <predictions topic>-shadow.",
     )
     topic_partitions: int = Field(default=4, ge=1, validation_alias=_env("DRIFTLINE_TOPIC_PARTITIONS"))
+    # The embedded broker slows with every batch a partition holds (see driftline.kafka): a producer
+    # must fill batches, not send one record each. 100 ms gives ~5 records per partition and batch at
+    # 200 events/s over 4 partitions, and ~18,000 batches per partition in a 30-minute run.
+    producer_linger_ms: int = Field(
+        default=100, ge=0, le=5000, validation_alias=_env("DRIFTLINE_PRODUCER_LINGER_MS"),
+        description="How long driftline's producers (produce, loads) wait to fill a batch.",
+    )
+    producer_batch_bytes: int = Field(
+        default=131_072, ge=1024, le=16_777_216, validation_alias=_env("DRIFTLINE_PRODUCER_BATCH_BYTES"),
+        description="Largest batch per partition of driftline's producers.",
+    )
 
     @property
     def shadow_predictions_topic(self) -> str:
@@ -220,13 +233,35 @@ class KafkaSettings(_Base):
 
 
 class RedisSettings(_Base):
-    """Where the online feature store lives."""
+    """Where the online feature store lives, and how to log in to it.
+
+    ``REDIS_URL`` carries the user, password, database and ``rediss://`` for TLS; the ``REDIS_TLS_*``
+    files reach both driftline's own Redis client and Feast's, so the two readers connect alike.
+    """
 
     redis_url: SecretStr = Field(
         default=SecretStr(f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0"), validation_alias=_env("REDIS_URL")
     )
+    redis_tls_ca_cert: Path | None = Field(
+        default=None, validation_alias=_env("REDIS_TLS_CA_CERT"),
+        description="CA bundle (PEM) that signed Redis's certificate; unset: the system's trust store.",
+    )
+    redis_tls_cert: Path | None = Field(
+        default=None, validation_alias=_env("REDIS_TLS_CERT"),
+        description="Client certificate (PEM) for a Redis that asks for one (tls-auth-clients yes).",
+    )
+    redis_tls_key: Path | None = Field(
+        default=None, validation_alias=_env("REDIS_TLS_KEY"),
+        description="Private key (PEM) of REDIS_TLS_CERT, unless that file holds it too.",
+    )
 
     _redis_source: AddressSource = PrivateAttr(default="environment")
+
+    @field_validator("redis_tls_ca_cert", "redis_tls_cert", "redis_tls_key", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        # An empty variable counts as unset (Path("") would be the working directory).
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _redis_from_dev_stack(self) -> RedisSettings:
@@ -242,6 +277,29 @@ class RedisSettings(_Base):
             object.__setattr__(self, "redis_url", value)  # frozen model; validated above
         return self
 
+    @model_validator(mode="after")
+    def _tls_files_usable(self) -> RedisSettings:
+        # Runs after the address is settled. Messages name variables, never REDIS_URL's value (a secret).
+        files = {"REDIS_TLS_CA_CERT": self.redis_tls_ca_cert, "REDIS_TLS_CERT": self.redis_tls_cert,
+                 "REDIS_TLS_KEY": self.redis_tls_key}
+        given = [name for name, path in files.items() if path is not None]
+        if not given:
+            return self
+        if urlparse(self.redis_url.get_secret_value()).scheme != "rediss":
+            raise ValueError(f"{' and '.join(given)} set, but REDIS_URL does not start with rediss:// (TLS)")
+        if self.redis_tls_key is not None and self.redis_tls_cert is None:
+            raise ValueError("REDIS_TLS_KEY is set without REDIS_TLS_CERT, the certificate it belongs to")
+        for name, path in files.items():
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}={path}: no such file")
+        return self
+
+    def redis_tls_options(self) -> dict[str, Any]:
+        """redis-py's keyword arguments for the ``REDIS_TLS_*`` files (absolute paths); empty when none is set."""
+        files = {"ssl_ca_certs": self.redis_tls_ca_cert, "ssl_certfile": self.redis_tls_cert,
+                 "ssl_keyfile": self.redis_tls_key}
+        return {option: str(path.resolve()) for option, path in files.items() if path is not None}
+
     @property
     def redis_source(self) -> AddressSource:
         """Where ``redis_url`` came from."""
@@ -252,17 +310,45 @@ class RedisSettings(_Base):
         return [f"Redis {mask_url(self.redis_url.get_secret_value())} ({note})", *super()._connections()]
 
     def feast_connection_string(self) -> str:
-        """Translate REDIS_URL into Feast's ``host:port,db=N,password=...,ssl=true`` form."""
+        """Translate REDIS_URL and the TLS files into Feast's ``host:port,db=N,password=...,ssl=true`` form.
+
+        Feast passes every ``name=value`` to redis-py's client, so the user, password and TLS files
+        reach Feast's reader as they reach driftline's (user and password percent-decoded, as redis-py
+        decodes them from the URL).
+        """
         url = urlparse(self.redis_url.get_secret_value())
         parts = [f"{url.hostname or '127.0.0.1'}:{url.port or 6379}"]
         db = (url.path or "/0").lstrip("/") or "0"
         if db != "0":
             parts.append(f"db={db}")
+        options: dict[str, str] = {}
+        if url.username:
+            options["username"] = unquote(url.username)
         if url.password:
-            parts.append(f"password={url.password}")
+            options["password"] = unquote(url.password)
         if url.scheme == "rediss":
-            parts.append("ssl=true")
+            options["ssl"] = "true"
+            options.update(self.redis_tls_options())
+        parts += [f"{name}={_feast_option(name, value)}" for name, value in options.items()]
         return ",".join(parts)
+
+
+def _feast_option(name: str, value: str) -> str:
+    """A value Feast's connection-string parser reads back as exactly ``value``.
+
+    Feast splits the string on commas and JSON-decodes each value when it can: text that would decode
+    to something else (``123``, ``true``, ``"x"``) is sent JSON-quoted; a comma cannot be carried at all.
+    """
+    if "," in value:
+        shown = "REDIS_URL's password" if name == "password" else f"the Redis {name} {value!r}"
+        raise ConfigError(f"{shown} contains a comma, which Feast's Redis connection string cannot carry")
+    if name == "ssl":
+        return value
+    try:
+        json.loads(value)
+    except ValueError:
+        return value  # Feast keeps text that is not JSON as it is
+    return json.dumps(value)
 
 
 class FeastSettings(RedisSettings):
@@ -364,7 +450,28 @@ class WorkerSettings(KafkaSettings, FeastSettings, ModelSettings):
         description="How long one send may wait for the broker's acknowledgement before it is retried.",
     )
     fetch_max_wait_ms: int = Field(
-        default=5, ge=1, le=5000, validation_alias=_env("DRIFTLINE_FETCH_MAX_WAIT_MS")
+        default=50, ge=1, le=5000, validation_alias=_env("DRIFTLINE_FETCH_MAX_WAIT_MS"),
+        description="The consumer's fetch wait; on the embedded broker it also bounds the batches a "
+                    "partition may hold (about 1,000 per ms, see driftline.kafka).",
+    )
+    output_linger_ms: int = Field(
+        default=5, ge=0, le=1000, validation_alias=_env("DRIFTLINE_OUTPUT_LINGER_MS"),
+        description="How long the worker's producer waits to fill a batch of outputs; a micro-batch's "
+                    "outputs are sent together, so batches follow the input's batching.",
+    )
+    output_batch_bytes: int = Field(
+        default=262_144, ge=16_384, le=16_777_216, validation_alias=_env("DRIFTLINE_OUTPUT_BATCH_BYTES"),
+        description="Largest batch of outputs per partition.",
+    )
+    model_threads: int = Field(
+        default=1, ge=1, le=256, validation_alias=_env("DRIFTLINE_MODEL_THREADS"),
+        description="Native threads (OpenMP, BLAS) a model's predict may use in the worker and the API; "
+                    "scale out with workers instead (see README).",
+    )
+    outputs_in_flight: int = Field(
+        default=4, ge=1, le=64, validation_alias=_env("DRIFTLINE_OUTPUTS_IN_FLIGHT"),
+        description="Micro-batches whose outputs may await the broker's acknowledgement while later ones "
+                    "are scored; inputs are committed only once every earlier output is acknowledged.",
     )
     session_timeout_s: float = Field(
         default=6.0, ge=1, validation_alias=_env("DRIFTLINE_SESSION_TIMEOUT_S")

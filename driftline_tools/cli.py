@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from driftline_tools.demo import DemoResult
     from driftline_tools.scenarios import P99Comparison, ScenarioResult, SoakResult, SoakSample
     from driftline_tools.simulation import DriftSimulation
-    from driftline_tools.stack import ServiceStatus
+    from driftline_tools.stack import BrokerLoad, ServiceStatus
     from feature_repo.store import ApplyResult, MaterializeResult
     from producers.admin import TopicOutcome
     from producers.deadletters import DeadLetterReport, ReplayResult
@@ -53,6 +53,8 @@ app.add_typer(feast_app, name="feast")
 app.add_typer(model_app, name="model")
 app.add_typer(dead_app, name="dead-letters")
 app.add_typer(drift_app, name="drift")
+topics_app = typer.Typer(help="driftline's topics: create (no subcommand) or reset.")
+app.add_typer(topics_app, name="topics")
 
 
 @app.callback()
@@ -143,6 +145,23 @@ def services_table(services: Sequence[ServiceStatus]) -> Table:
         [
             [s.name, s.state, s.pid, s.address, answering[s.answering], s.problem, s.log]
             for s in services
+        ],
+    )
+
+
+def broker_load_table(load: BrokerLoad) -> Table:
+    """One row per partition of the embedded broker: batches, records, memory, share of the fetch limit."""
+    rss = f"{load.rss_bytes / 2**20:,.0f} MB resident" if load.rss_bytes is not None else "memory unknown"
+    title = (f"embedded broker: {rss}; a partition stops answering past about {load.limit_batches:,} batches "
+             f"(DRIFTLINE_FETCH_MAX_WAIT_MS={load.fetch_max_wait_ms})")
+    return _table(
+        title,
+        ["topic", "partition", "batches", "records", "records/batch", "memory MB", "of limit"],
+        [
+            [p.topic, p.partition, f"{p.batches:,}", f"{p.records:,}",
+             f"{p.records / p.batches:.1f}" if p.batches else "", f"{p.memory_bytes / 2**20:.1f}",
+             f"{p.share_of_limit:.1%}"]
+            for p in load.partitions
         ],
     )
 
@@ -259,6 +278,7 @@ def soak_sample_text(sample: SoakSample) -> str:
     """One soak sample as a line of progress."""
     return (
         f"{sample.elapsed_s:.0f}s: {sample.scored_total} scored, worker RSS {sample.rss_mb:.1f} MB, "
+        f"broker RSS {_number(sample.broker_rss_mb, 0)} MB, "
         f"e2e mean {_number(sample.e2e_mean_ms, 1)} ms, p99 {_number(sample.e2e_p99_ms, 0)} ms"
     )
 
@@ -280,9 +300,10 @@ def soak_table(result: SoakResult) -> Table:
     """One row per soak sample; the caption compares the last window's p99 with the first's."""
     from rich.text import Text
 
-    columns = ["elapsed s", "scored", "worker RSS MB", "e2e mean ms", "e2e p99 ms (bucket bound)"]
+    columns = ["elapsed s", "scored", "worker RSS MB", "broker RSS MB", "e2e mean ms", "e2e p99 ms"]
     rows = [
-        [f"{s.elapsed_s:.0f}", s.scored_total, f"{s.rss_mb:.1f}", _number(s.e2e_mean_ms, 1), _number(s.e2e_p99_ms, 0)]
+        [f"{s.elapsed_s:.0f}", s.scored_total, f"{s.rss_mb:.1f}", _number(s.broker_rss_mb, 0),
+         _number(s.e2e_mean_ms, 1), _number(s.e2e_p99_ms, 0)]
         for s in result.samples
     ]
     table = _table(
@@ -291,7 +312,12 @@ def soak_table(result: SoakResult) -> Table:
         columns,
         rows,
     )
-    table.caption = Text(p99_comparison_text(result.p99))
+    caption = p99_comparison_text(result.p99)
+    if result.accounting is not None:
+        a = result.accounting
+        caption += (f"\nsent {a.sent:,}: scored {a.scored:,}, dead-lettered {a.dead_lettered:,}, "
+                    f"unaccounted {a.lost:,}, duplicates {a.duplicated:,}")
+    table.caption = Text(caption)
     table.caption_justify = "left"
     for column in table.columns:
         column.justify = "right"
@@ -582,11 +608,21 @@ def stack_down(as_json: JsonOption = False) -> None:
 
 @stack_app.command("status")
 def stack_status(as_json: JsonOption = False) -> None:
-    """Say whether the embedded services are running, and where."""
-    from driftline.settings import StackSettings
-    from driftline_tools.stack import status
+    """Say whether the embedded services run, where, and how full each broker partition is."""
+    from driftline.settings import StackSettings, WorkerSettings
+    from driftline_tools.stack import embedded_broker_load, status
 
-    _show_services(status(StackSettings()), as_json)
+    settings = StackSettings()
+    services = status(settings)
+    load = embedded_broker_load(settings, WorkerSettings().fetch_max_wait_ms)  # the wait the workers fetch with
+    if as_json:
+        _echo_json({"services": services, "broker": load})
+        return
+    _show(services_table(services))
+    if load is not None:
+        _show(broker_load_table(load))
+        for warning in load.warnings:
+            logger.warning("%s", warning)
 
 
 @stack_app.command("env")
@@ -1090,15 +1126,38 @@ def worker() -> None:
     main()
 
 
-@app.command("topics")
-def topics(as_json: JsonOption = False) -> None:
+@topics_app.callback(invoke_without_command=True)
+def topics(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Create the events, predictions and dead-letter topics if they do not exist."""
+    if ctx.invoked_subcommand is not None:
+        return
     from driftline.settings import ProducerSettings
     from producers.admin import ensure_topics
 
     settings = ProducerSettings()
     _log_connections(settings)
     outcomes = ensure_topics(settings)
+    if as_json:
+        _echo_json(outcomes)
+    else:
+        _show(topics_table(outcomes))
+
+
+@topics_app.command("reset")
+def topics_reset(
+    yes: Annotated[bool, typer.Option("--yes", help="Drop every record in driftline's topics.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete driftline's topics and create them empty (long sessions on the embedded broker); stop workers first."""
+    from driftline.errors import ConfigError
+    from driftline.settings import ProducerSettings
+    from producers.admin import reset_topics
+
+    if not yes:
+        raise ConfigError("`driftline topics reset` drops every record in driftline's topics: add --yes")
+    settings = ProducerSettings()
+    _log_connections(settings)
+    outcomes = reset_topics(settings)
     if as_json:
         _echo_json(outcomes)
     else:
@@ -1264,15 +1323,19 @@ def soak(
 
     started = utc_now()
     samples: list[SoakSample] = []
+    accounting = None
     try:
         with _job_output_to_stderr(), _soak_progress(minutes * 60) as show:
-            for sample in run_soak(minutes, rate, every):
+
+            def take(sample: SoakSample) -> None:
                 samples.append(sample)
                 show(sample)
+
+            accounting = run_soak(minutes, rate, every, take)
     except KeyboardInterrupt:
         # The throwaway services are already stopped (the soak's own clean-up ran): keep what was measured.
         logger.warning("soak interrupted after %d samples; reporting those", len(samples))
-    result = SoakResult.of(started, minutes, rate, every, samples)
+    result = SoakResult.of(started, minutes, rate, every, samples, accounting)
     json_path, png_path = write_soak_files(result, out_dir)
     if as_json:
         _echo_json(result)

@@ -29,8 +29,9 @@ import numpy as np
 import orjson
 
 from driftline.contracts import utc_now
-from driftline.errors import DriftlineError
-from driftline.settings import ProducerSettings, TrainingSettings
+from driftline.errors import ConfigError, DriftlineError
+from driftline.kafka import embedded_partition_limit, projected_batches
+from driftline.settings import ProducerSettings, TrainingSettings, WorkerSettings
 from driftline_tools.runner import WorkerProcess, metric_value
 from driftline_tools.stack import BrokerProcess, RedisProcess, free_port
 
@@ -199,9 +200,15 @@ def account(env: dict[str, str], publisher: Publisher, name: str, seconds: float
     want_ids = set(publisher.valid_ids)
     want_bad = Counter(publisher.invalid_payloads)
 
+    seen: set[str] = set()
+    parsed = 0
+
     def done(c: Collected) -> bool:
-        ids = {orjson.loads(v)["event_id"] for v in c.values(settings.predictions_topic)}
-        return want_ids <= ids and len(c.values(settings.dead_letter_topic)) >= sum(want_bad.values())
+        nonlocal parsed
+        values = c.values(settings.predictions_topic)
+        seen.update(orjson.loads(v)["event_id"] for v in values[parsed:])  # only what arrived since the last call
+        parsed = len(values)
+        return want_ids <= seen and len(c.values(settings.dead_letter_topic)) >= sum(want_bad.values())
 
     got = collect(settings, [settings.predictions_topic, settings.dead_letter_topic], done, timeout_s, settle_s=3)
     predictions = [Prediction.model_validate_json(v) for v in got.values(settings.predictions_topic)]
@@ -399,7 +406,8 @@ class SoakSample:
     scored_total: int
     rss_mb: float
     e2e_mean_ms: float  # mean end-to-end latency of the events handled in this interval
-    e2e_p99_ms: float  # from the histogram's bucket deltas: an upper bound at bucket resolution
+    e2e_p99_ms: float  # from the histogram's bucket deltas, interpolated within the bucket as Prometheus does
+    broker_rss_mb: float = float("nan")  # the embedded broker keeps every batch in memory
 
 
 #: The later check compares the soak's last five minutes with its first five.
@@ -421,9 +429,8 @@ def compare_p99(samples: Sequence[SoakSample], window_s: float = P99_WINDOW_S) -
 
     A sample covers the interval since the one before it and belongs to the window its interval's
     midpoint falls in, so a sample taken a moment past a boundary counts where its interval lies. A
-    window's p99 is the worst of its intervals' p99s: at the samples' bucket resolution, an upper bound
-    of the p99 over the whole window. Windows that share a sample give no ratio: a stretch compared with
-    itself would always pass.
+    window's p99 is the worst of its intervals' p99s: at least the p99 over the whole window. Windows
+    that share a sample give no ratio: a stretch compared with itself would always pass.
     """
     end = samples[-1].elapsed_s if samples else 0.0
     starts = [0.0, *(s.elapsed_s for s in samples)][: len(samples)]
@@ -450,13 +457,15 @@ class SoakResult:
     sample_every_s: float
     samples: tuple[SoakSample, ...]
     p99: P99Comparison
+    accounting: ScenarioResult | None = None  # None when the run was interrupted before the end
 
     @classmethod
     def of(
-        cls, started_at: datetime, minutes: float, rate: float, sample_every_s: float, samples: Sequence[SoakSample]
+        cls, started_at: datetime, minutes: float, rate: float, sample_every_s: float, samples: Sequence[SoakSample],
+        accounting: ScenarioResult | None = None,
     ) -> SoakResult:
         """The result of a run that produced ``samples``, with the p99 comparison computed from them."""
-        return cls(started_at, minutes, rate, sample_every_s, tuple(samples), compare_p99(samples))
+        return cls(started_at, minutes, rate, sample_every_s, tuple(samples), compare_p99(samples), accounting)
 
 
 def write_soak_files(result: SoakResult, out_dir: Path) -> tuple[Path, Path]:
@@ -490,16 +499,55 @@ def _buckets(page: str, name: str) -> list[tuple[float, float]]:
 
 
 def _p99_of_delta(before: list[tuple[float, float]], after: list[tuple[float, float]]) -> float:
+    """The p99 of the events between two scrapes, interpolated within its bucket as Prometheus does."""
     deltas = [(le, a - b) for (le, a), (_, b) in zip(after, before, strict=True)]
     total = deltas[-1][1] if deltas else 0.0
+    lower, below = 0.0, 0.0
     for le, cumulative in deltas:
         if total and cumulative >= 0.99 * total:
-            return le
+            if math.isinf(le):
+                return lower
+            inside = cumulative - below
+            return lower + (le - lower) * ((0.99 * total - below) / inside if inside else 1.0)
+        lower, below = le, cumulative
     return float("nan")
 
 
-def soak(minutes: float, rate: float, sample_every_s: float = 15.0) -> Iterator[SoakSample]:
-    """Stream at a steady ``rate`` for ``minutes`` through one worker, sampling memory and latency."""
+#: A soak may fill the events partitions to this share of the embedded broker's limit.
+SOAK_MAX_SHARE_OF_LIMIT = 0.8
+#: Samples in a row without a scored event, while events are sent, that mean the stream has stalled.
+STALLED_SAMPLES = 2
+
+
+def soak_capacity_problem(
+    minutes: float, rate: float, producer: ProducerSettings, worker: WorkerSettings
+) -> str | None:
+    """Why a soak this long would outgrow the embedded broker, with what to change; None when it fits."""
+    projected = projected_batches(minutes * 60, rate, producer.topic_partitions, producer.producer_linger_ms)
+    limit = embedded_partition_limit(worker.fetch_max_wait_ms)
+    if projected <= SOAK_MAX_SHARE_OF_LIMIT * limit:
+        return None
+    return (
+        f"a {minutes:g}-minute soak at {rate:g} events/s would put about {projected:,} batches in each events "
+        f"partition, past {SOAK_MAX_SHARE_OF_LIMIT:.0%} of the {limit:,} the embedded broker can list within "
+        f"DRIFTLINE_FETCH_MAX_WAIT_MS={worker.fetch_max_wait_ms}: raise DRIFTLINE_PRODUCER_LINGER_MS "
+        f"(now {producer.producer_linger_ms}) or DRIFTLINE_FETCH_MAX_WAIT_MS, or soak for less time"
+    )
+
+
+def soak(
+    minutes: float, rate: float, sample_every_s: float = 15.0,
+    on_sample: Callable[[SoakSample], None] = lambda sample: None,
+) -> ScenarioResult:
+    """Stream at a steady ``rate`` for ``minutes`` through one worker, sampling memory and latency.
+
+    Each sample goes to ``on_sample`` as it is taken; the result accounts for every event sent.
+    Refuses, before starting anything, a soak the embedded broker could not hold, and stops with the
+    reason when the worker scores nothing for two samples while events are being sent.
+    """
+    problem = soak_capacity_problem(minutes, rate, ProducerSettings(), WorkerSettings())
+    if problem is not None:
+        raise ConfigError(problem)
     name = "driftline_end_to_end_latency_seconds"
     with world() as served:
         env = served.topic_env()
@@ -509,20 +557,32 @@ def soak(minutes: float, rate: float, sample_every_s: float = 15.0) -> Iterator[
         worker = served.start_worker(env)
         worker.wait_assigned()
         assert worker.popen is not None
+        broker_pid = served.broker.running_pid()
         publisher = Publisher(env, int(minutes * 60 * rate), rate, invalid_every=0)
         started = time.monotonic()
         publisher.start()
         page = worker.scrape()
+        idle = 0
         while publisher.is_alive():
             time.sleep(sample_every_s)
             now_page = worker.scrape()
             count = metric_value(now_page, f"{name}_count") - metric_value(page, f"{name}_count")
             total = metric_value(now_page, f"{name}_sum") - metric_value(page, f"{name}_sum")
-            yield SoakSample(
+            sample = SoakSample(
                 elapsed_s=time.monotonic() - started,
                 scored_total=int(metric_value(now_page, "driftline_events_processed_total", {"outcome": "scored"})),
                 rss_mb=_rss_mb(worker.popen.pid),
                 e2e_mean_ms=1000 * total / count if count else float("nan"),
                 e2e_p99_ms=1000 * _p99_of_delta(_buckets(page, name), _buckets(now_page, name)),
+                broker_rss_mb=_rss_mb(broker_pid) if broker_pid is not None else float("nan"),
             )
+            on_sample(sample)
+            idle = idle + 1 if count == 0 and publisher.is_alive() else 0
+            if idle >= STALLED_SAMPLES:
+                raise DriftlineError(
+                    f"the worker scored nothing for {idle * sample_every_s:.0f}s while events were being sent: "
+                    "the embedded broker stopped answering fetches (a partition past its limit) or the worker "
+                    "is stuck; see the worker's log and `driftline stack status`"
+                )
             page = now_page
+        return account(env, publisher, "soak", time.monotonic() - started, timeout_s=300)

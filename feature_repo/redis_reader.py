@@ -17,16 +17,23 @@ against Feast's own API, so a change in Feast's layout fails the suite rather th
 
 from __future__ import annotations
 
+import re
+import ssl
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import orjson
+import redis
+import redis.asyncio
 
+from driftline.errors import FeatureStoreAccessError
 from driftline.features import OnlineRows
 from driftline.registry import EntityType, ModelMetadata
+from driftline.settings import RedisSettings, mask_url
 from feature_repo.online import bounded_read
 
 #: feast ValueType codes of join-key types (feast/value_type.py) and their packing in entity keys.
@@ -323,3 +330,100 @@ class RedisOnlineReader:
             values.append(row_values)
             view_timestamps.append(row_stamps)
         return OnlineRows(values=values, view_timestamps=view_timestamps)
+
+
+# --- connecting: one client construction for the readers, one access check at start --------------------
+
+
+def redis_client(settings: RedisSettings) -> redis.asyncio.Redis:
+    """The fast reader's client: ``REDIS_URL`` (user, password, database, TLS) and the ``REDIS_TLS_*`` files.
+
+    Feast's reader gets the same through :meth:`RedisSettings.feast_connection_string`. The client
+    connects lazily, in the event loop that first uses it.
+    """
+    return redis.asyncio.Redis.from_url(settings.redis_url.get_secret_value(), **settings.redis_tls_options())
+
+
+#: Join key of the key :func:`check_redis_access` reads: no Feast entity is named so, nothing is stored there.
+_PROBE_JOIN_KEY = "__driftline_access_check__"
+
+
+def check_redis_access(settings: RedisSettings, project: str, timeout_s: float = 5.0) -> str | None:
+    """Read one key of ``project``'s layout the way the readers do: connect, TLS, AUTH, SELECT, HMGET.
+
+    What only the operator can fix (the credentials, the user's rights, the TLS handshake) raises
+    :class:`FeatureStoreAccessError` with a one-line reason that never holds the password. A Redis
+    that does not answer returns why (a worker starts anyway and scores degraded until it answers);
+    None when the read succeeds.
+    """
+    url = settings.redis_url.get_secret_value()
+    where = f"Redis at {mask_url(url)}"
+    client = redis.Redis.from_url(
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **settings.redis_tls_options()
+    )
+    try:
+        # redis-py annotates key names as str; bytes (Feast's binary keys) are sent as they are.
+        client.hmget(redis_key(project, {_PROBE_JOIN_KEY: ""}), [f"_ts:{_PROBE_JOIN_KEY}"])  # type: ignore[arg-type]
+    except redis.exceptions.AuthenticationError as exc:
+        raise FeatureStoreAccessError(
+            f"{where} refused the credentials{_who(url)}: {_reason(exc, url)}; check the user and password in REDIS_URL"
+        ) from exc
+    except redis.exceptions.NoPermissionError as exc:
+        user = unquote(urlparse(url).username or "default")
+        raise FeatureStoreAccessError(
+            f"{where}: user {user!r} may not read the feature keys of Feast project {project!r} "
+            f"({_reason(exc, url)}); the readers need HMGET on keys ending in the project name "
+            f"(ACL: %R~*{project} +hmget, and +select for a database other than 0)"
+        ) from exc
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        tls = _tls_failure(exc)
+        if tls is None:
+            return (
+                f"{where} does not answer: {_reason(exc, url)} (is it running, and does that port serve "
+                "what REDIS_URL's scheme says: redis:// plain, rediss:// TLS?)"
+            )
+        raise FeatureStoreAccessError(f"{where}: TLS handshake failed: {tls}") from exc
+    except redis.exceptions.ResponseError as exc:  # e.g. a database index the server does not have
+        raise FeatureStoreAccessError(f"{where} refused the read: {_reason(exc, url)}") from exc
+    finally:
+        client.close()
+    return None
+
+
+def _who(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.username:
+        return f" of user {unquote(parsed.username)!r}"
+    return " (the default user's password)" if parsed.password else " (REDIS_URL gives no password)"
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    """The first line of a client error, with REDIS_URL's password masked should a server ever echo it."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0].rstrip(".") if lines else type(exc).__name__
+    password = urlparse(url).password
+    for secret in {password, unquote(password)} if password else ():
+        text = text.replace(secret, "**********")
+    return text
+
+
+_SSL_SOURCE = re.compile(r"\s*\(_ssl\.c:\d+\)\.?$")
+
+
+def _tls_failure(exc: BaseException) -> str | None:
+    """What went wrong in TLS, with the setting to look at; None when ``exc`` is no TLS failure."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return (
+                f"certificate verify failed: {seen.verify_message}; REDIS_TLS_CA_CERT must name the CA that signed "
+                "Redis's certificate, issued for the host in REDIS_URL"
+            )
+        if isinstance(seen, ssl.SSLError):
+            text = _SSL_SOURCE.sub("", str(seen.strerror or seen.reason or seen))
+            return (
+                f"{text}; is it TLS on that port, and does Redis ask for a client certificate "
+                "(REDIS_TLS_CERT / REDIS_TLS_KEY)?"
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None

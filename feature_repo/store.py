@@ -20,14 +20,16 @@ from typing import Any
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import redis
 from feast import FeatureStore, RepoConfig
 from feast.infra.online_stores.redis import RedisOnlineStoreConfig
 from feast.repo_config import RegistryConfig
 
-from driftline.errors import ConfigError
+from driftline.errors import ConfigError, FeatureStoreAccessError, FeatureStoreError
 from driftline.logs import quiet_library_warnings
-from driftline.settings import FeastSettings
+from driftline.settings import FeastSettings, mask_url
 from feature_repo.definitions import CUSTOMER_STATS, FEATURE_SERVICE, MERCHANT_STATS, SOURCE_FILES, definitions
+from feature_repo.redis_reader import check_redis_access
 
 __all__ = [
     "FEATURE_SERVICE",
@@ -213,6 +215,16 @@ def materialize(settings: FeastSettings) -> MaterializeResult:
     start = _earliest_timestamp(settings.data_dir) - timedelta(seconds=1)
     end = datetime.now(UTC)
     views = [CUSTOMER_STATS, MERCHANT_STATS]
-    store.materialize(start_date=start, end_date=end, feature_views=views)
+    # REDIS_URL's credentials and TLS files, checked as the worker checks them: a refusal is one line.
+    unreachable = check_redis_access(settings, store.project)
+    if unreachable:
+        raise FeatureStoreError(f"cannot materialize: {unreachable}")
+    try:
+        store.materialize(start_date=start, end_date=end, feature_views=views)
+    except redis.exceptions.NoPermissionError as exc:  # e.g. a read-only ACL user
+        raise FeatureStoreAccessError(
+            f"Redis at {mask_url(settings.redis_url.get_secret_value())} refused Feast's write of project "
+            f"{store.project} ({_first_line(exc)}); materializing needs a user that may write those keys"
+        ) from exc
     logger.info("materialized %s from %s to %s", views, start, end)
     return MaterializeResult(project=settings.feast_project, views=tuple(views), start=start, end=end)

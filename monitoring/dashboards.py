@@ -196,7 +196,8 @@ def overview() -> Dashboard:
         ),
         _timeseries(
             "Stage latency per batch",
-            "Time per micro-batch in decode, features (Feast/Redis read), predict and publish.",
+            "Time per micro-batch in decode, features (Feast/Redis read), predict, output (ids, encoding, hand-over) "
+            "and publish (the broker's acknowledgement, overlapping later batches).",
             _quantiles("driftline_stage_duration_seconds", by="stage"),
             unit="s",
             width=24,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -83,3 +84,33 @@ def ensure_topics(
         logger.debug("%s", outcome)
         outcomes.append(outcome)
     return outcomes
+
+
+def reset_topics(settings: KafkaSettings, timeout_s: float = 30.0) -> list[TopicOutcome]:
+    """Delete driftline's topics and create them again, empty: every record in them is dropped.
+
+    For long sessions on the embedded broker, whose partitions slow with every batch they hold and
+    never apply retention. Stop the workers first: a worker's offsets would point past the new ends.
+    """
+    from kafka.errors import KafkaError, UnknownTopicOrPartitionError
+
+    names = driftline_topics(settings)
+    admin = create_admin(settings, timeout_s=timeout_s)
+    try:
+        existing = set(admin.list_topics()) & set(names)
+        if existing:
+            try:
+                admin.delete_topics(sorted(existing), timeout_ms=int(timeout_s * 1000))
+            except UnknownTopicOrPartitionError:
+                pass  # gone meanwhile
+            except KafkaError as exc:
+                raise DriftlineError(f"deleting topics {sorted(existing)} failed: {exc!r}") from exc
+            deadline = time.monotonic() + timeout_s
+            while set(admin.list_topics()) & existing:
+                if time.monotonic() >= deadline:
+                    raise DriftlineError(f"topics {sorted(existing)} still listed {timeout_s:.0f}s after deletion")
+                time.sleep(0.2)
+    finally:
+        admin.close()
+    logger.info("deleted %s", sorted(existing) or "nothing")
+    return ensure_topics(settings, timeout_s=timeout_s)

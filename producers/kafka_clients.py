@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -20,12 +21,6 @@ from driftline.settings import KafkaSettings
 
 logger = logging.getLogger(__name__)
 
-#: How long a producer waits to fill a batch. Under load it gives tens of records per batch: the
-#: embedded broker (Tansu) gets slower with every batch it stores, so one record per batch would
-#: slow every later read of the topic.
-PRODUCER_LINGER_MS = 5
-#: Largest batch per partition: about 90 generated events of ~170 bytes (kafka-python's default size).
-PRODUCER_BATCH_BYTES = 16 * 1024
 #: Seconds a reader waits for its topics to have partitions before giving up.
 TOPIC_WAIT_S = 15.0
 
@@ -61,8 +56,9 @@ def _unreachable(settings: KafkaSettings, exc: Exception) -> DriftlineError:
 def create_producer(settings: KafkaSettings, *, client_id: str = "driftline-producer", **overrides: Any) -> Any:
     """Build a kafka-python producer with driftline's defaults; ``overrides`` are kafka-python options.
 
-    acks=all, batching (:data:`PRODUCER_LINGER_MS`, :data:`PRODUCER_BATCH_BYTES`) and no
-    idempotence or transactions, which the embedded broker refuses; with one request in flight
+    acks=all, batching (``DRIFTLINE_PRODUCER_LINGER_MS`` and ``DRIFTLINE_PRODUCER_BATCH_BYTES``: the
+    embedded broker slows with every batch a partition holds, so one record per batch would stall it)
+    and no idempotence or transactions, which the embedded broker refuses; with one request in flight
     per connection, retries cannot reorder a customer's events all the same.
     """
     from kafka import KafkaProducer
@@ -72,8 +68,8 @@ def create_producer(settings: KafkaSettings, *, client_id: str = "driftline-prod
         "client_id": client_id,
         "acks": "all",
         "enable_idempotence": False,
-        "linger_ms": PRODUCER_LINGER_MS,
-        "batch_size": PRODUCER_BATCH_BYTES,
+        "linger_ms": settings.producer_linger_ms,
+        "batch_size": settings.producer_batch_bytes,
         "max_in_flight_requests_per_connection": 1,
         **overrides,
     }
@@ -191,3 +187,70 @@ def open_reader(
         raise
     logger.debug("reading %s from the %s", partitions, "beginning" if from_beginning else "end")
     return TopicReader(consumer, partitions)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionBatches:
+    """What one partition holds, counted batch by batch."""
+
+    topic: str
+    partition: int
+    batches: int
+    records: int
+    stored_bytes: int  # the batches' size on the wire; the embedded broker adds about 1.4 KB per batch
+
+
+#: Wait of the census's own fetches: long enough to list millions of batches on the embedded broker.
+_CENSUS_WAIT_MS = 5_000
+_CENSUS_FETCH_BYTES = 8 * 1024 * 1024
+
+
+def count_batches(settings: KafkaSettings, topics: Sequence[str], timeout_s: float = 30.0) -> list[PartitionBatches]:
+    """Read every partition of ``topics`` from its first offset and count its record batches.
+
+    The consumer API hides batches, so this sends Fetch requests itself and walks the batch headers.
+    It reads whole partitions: seconds for a few hundred MB, meant for an operator's status check.
+    Topics that do not exist are left out.
+    """
+    from kafka.errors import KafkaError
+    from kafka.protocol.consumer import FetchRequest
+    from kafka.record import MemoryRecords
+
+    admin = create_admin(settings, timeout_s=timeout_s, client_id="driftline-census")
+    manager = admin._manager  # kafka-python's connection manager: the one way to send a raw request
+    counted: list[PartitionBatches] = []
+    try:
+        described = {t["name"]: t for t in admin.describe_topics(list(topics))} if topics else {}
+        for topic in topics:
+            info = described.get(topic)
+            if info is None or info.get("error_code"):
+                continue
+            for partition in sorted(p["partition_index"] for p in info.get("partitions") or []):
+                offset = batches = records = stored = 0
+                while True:
+                    request = FetchRequest(
+                        replica_id=-1, max_wait_ms=_CENSUS_WAIT_MS, min_bytes=1, max_bytes=_CENSUS_FETCH_BYTES,
+                        isolation_level=0, max_version=11,
+                        topics=[FetchRequest.FetchTopic(topic=topic, partitions=[FetchRequest.FetchTopic.FetchPartition(
+                            partition=partition, fetch_offset=offset, partition_max_bytes=_CENSUS_FETCH_BYTES,
+                            log_start_offset=-1, current_leader_epoch=-1)])],
+                    )
+                    response = manager.run(manager.send, request)
+                    data = response.responses[0].partitions[0]
+                    if data.error_code:
+                        raise DriftlineError(f"reading {topic}[{partition}]@{offset} failed: error {data.error_code}")
+                    memory = MemoryRecords(data.records or b"")
+                    before = batches
+                    while (batch := memory.next_batch()) is not None:
+                        batches += 1
+                        records += batch.last_offset_delta + 1
+                        stored += batch.size_in_bytes
+                        offset = batch.next_offset
+                    if batches == before or offset >= data.high_watermark:
+                        break
+                counted.append(PartitionBatches(topic, partition, batches, records, stored))
+    except KafkaError as exc:
+        raise _unreachable(settings, exc) from exc
+    finally:
+        admin.close()
+    return counted

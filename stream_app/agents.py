@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from drift.log import DriftLogRecord, append_record, drift_log_path
 from driftline.settings import WorkerSettings
 from stream_app.adapters.metrics import WorkerMetrics
 from stream_app.adapters.models import ModelHolder, ServingModel
-from stream_app.adapters.publisher import Publisher
+from stream_app.adapters.publisher import Delivery, Publisher
 from stream_app.adapters.serving import follow_aliases, score_routed
 from stream_app.app import Topics
 from stream_app.core.canary_guard import CanaryGuard, GuardLimits
@@ -73,6 +75,22 @@ def batch_outputs(result: BatchResult, topics: Topics, max_request_bytes: int) -
     return outputs
 
 
+@dataclass(slots=True)
+class InFlight:
+    """A scored batch whose outputs are with the producer, awaiting the broker's acknowledgement."""
+
+    events: Sequence[Any]
+    records: list[RawRecord]
+    result: BatchResult
+    parts: list[tuple[ServingModel, BatchResult]]
+    serving: ServingModel
+    canary: ServingModel | None
+    shadow: ServingModel | None
+    output_s: float  # encoding the outputs and handing them to the producer
+    handed_over: float  # clock.perf() when the producer had them all
+    delivery: asyncio.Future[Delivery]
+
+
 def register_agents(
     app: faust.App, topics: Topics, holder: ModelHolder, metrics: WorkerMetrics, clock: Clock,
     settings: WorkerSettings, drift_log_home: Path | None = None,
@@ -85,50 +103,82 @@ def register_agents(
         min_events=settings.canary_min_events,
     ))
 
+    in_flight: deque[InFlight] = deque()
+
+    def drain(_: object = None) -> None:
+        # Finish acknowledged batches in the order they were read: an offset is only ever committed after
+        # every output before it (Faust commits up to the first unacknowledged offset).
+        while in_flight and in_flight[0].delivery.done():
+            head = in_flight[0].delivery
+            if not head.cancelled() and head.exception() is not None:
+                return  # left at the head: the agent raises it
+            finish(in_flight.popleft())
+
+    def finish(batch: InFlight) -> None:
+        delivery = batch.delivery.result()
+        for event in batch.events:
+            event.ack()
+        result, serving, canary = batch.result, batch.serving, batch.canary
+        acked_at = time.time()
+        metrics.observe_batch(
+            result, len(batch.events), batch.output_s, clock.perf() - batch.handed_over,
+            (acked_at - p.event_time.timestamp() for i, p in enumerate(result.predictions)
+             if i not in delivery.refused_predictions),
+            refused_predictions=len(delivery.refused_predictions),
+        )
+        metrics.observe_freshness(result.feature_ages, serving.view_ttls)
+        guard.watch(canary.model.metadata.version if canary is not None and settings.canary_percent > 0 else None)
+        if guard.canary_version is not None:
+            for model, part_result in batch.parts:
+                side = guard.canary if model is canary else guard.production
+                side.observe(len(part_result.predictions), len(part_result.dead_letters),
+                             (acked_at - p.event_time.timestamp() for p in part_result.predictions),
+                             part_result.scores.tolist())
+        for model, part_result in batch.parts:
+            model.freshness.observe(part_result.feature_ages)
+            if part_result.scores.size:
+                model.drift.observe(part_result.matrix, part_result.scores)  # tests run in evaluate_drift
+        if batch.shadow is not None:
+            start_shadow(batch.shadow, batch.records, result)
+
     async def score_events(stream: faust.StreamT[bytes]) -> None:
         nonlocal publisher
         # take_events is on the concrete Stream only; it yields events with their offsets.
         assert isinstance(stream, faust.Stream)
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
-            for event in events:
-                event.message.incref()  # released below, only once the batch's outputs are acknowledged
-            # Each slot is read once: a model swap never splits a batch.
-            serving, canary, shadow = holder.current, holder.canary, holder.shadow
-            records = [_record(e) for e in events]
-            routed = await score_routed(records, serving, canary, settings.canary_percent, clock)
-            result, scored = routed.result, routed.parts
-            started = clock.perf()
-            if publisher is None:
-                publisher = Publisher(
-                    app.producer, topics.dead_letters.get_topic_name(), settings.max_request_bytes, metrics,
-                    clock.now, blocked_after_s=settings.send_timeout_s,
-                )
-            outputs = batch_outputs(result, topics, settings.max_request_bytes)
-            delivery = await publisher.deliver(outputs, serving.model.metadata.version)
-            for event in events:
-                event.ack()
-            publish_s = clock.perf() - started
-            acked_at = time.time()
-            metrics.observe_batch(
-                result, len(events), publish_s,
-                (acked_at - p.event_time.timestamp() for i, p in enumerate(result.predictions)
-                 if i not in delivery.refused_predictions),
-                refused_predictions=len(delivery.refused_predictions),
-            )
-            metrics.observe_freshness(result.feature_ages, serving.view_ttls)
-            guard.watch(canary.model.metadata.version if canary is not None and settings.canary_percent > 0 else None)
-            if guard.canary_version is not None:
-                for model, part_result in scored:
-                    side = guard.canary if model is canary else guard.production
-                    side.observe(len(part_result.predictions), len(part_result.dead_letters),
-                                 (acked_at - p.event_time.timestamp() for p in part_result.predictions),
-                                 part_result.scores.tolist())
-            for model, part_result in scored:
-                model.freshness.observe(part_result.feature_ages)
-                if part_result.scores.size:
-                    model.drift.observe(part_result.matrix, part_result.scores)  # tests run in evaluate_drift
-            if shadow is not None:
-                start_shadow(shadow, records, result)
+        try:
+            async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
+                loop_started = clock.perf()
+                for event in events:
+                    event.message.incref()  # released in finish(), once the batch's outputs are acknowledged
+                # Each slot is read once: a model swap never splits a batch.
+                serving, canary, shadow = holder.current, holder.canary, holder.shadow
+                records = [_record(e) for e in events]
+                routed = await score_routed(records, serving, canary, settings.canary_percent, clock)
+                started = clock.perf()
+                if publisher is None:
+                    publisher = Publisher(
+                        app.producer, topics.dead_letters.get_topic_name(), settings.max_request_bytes, metrics,
+                        clock.now, blocked_after_s=settings.send_timeout_s,
+                    )
+                outputs = batch_outputs(routed.result, topics, settings.max_request_bytes)
+                sent = await publisher.send(outputs)
+                handed_over = clock.perf()
+                delivery = asyncio.ensure_future(publisher.deliver(outputs, serving.model.metadata.version, sent))
+                output_s = routed.result.records_s + handed_over - started  # records, encoding, hand-over
+                batch = InFlight(events, records, routed.result, routed.parts, serving, canary, shadow,
+                                 output_s, handed_over, delivery)
+                in_flight.append(batch)
+                batch.delivery.add_done_callback(drain)
+                while len(in_flight) >= settings.outputs_in_flight:  # hold the inputs: consume nothing more
+                    await asyncio.wait([in_flight[0].delivery])
+                    drain()
+                    if in_flight and in_flight[0].delivery.done():
+                        in_flight[0].delivery.result()  # a delivery that failed unexpectedly stops the agent
+                metrics.batch_seconds.observe(clock.perf() - loop_started)
+        finally:
+            for pending in in_flight:
+                pending.delivery.cancel()
+            in_flight.clear()
 
     shadow_task: asyncio.Task[None] | None = None
 

@@ -60,7 +60,10 @@ def create_app(settings: WorkerSettings) -> tuple[DriftlineApp, Topics]:
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        producer_linger_ms=1,
+        # A micro-batch's outputs are sent together, so each partition gets about one batch per
+        # micro-batch; the linger only gathers what arrives within a few ms of it.
+        producer_linger_ms=settings.output_linger_ms,
+        producer_max_batch_size=settings.output_batch_bytes,
         # Sized with DRIFTLINE_MAX_EVENT_BYTES (see WorkerSettings) so a dead letter always fits.
         producer_max_request_size=settings.max_request_bytes,
         # A send not acknowledged by then fails and the publisher retries it (Faust's default is 20 min).

@@ -330,7 +330,8 @@ def create_app(
         content = to_json(items if parsed.is_list else items[0])
         answered_at = clock.now().timestamp()
         metrics.observe_batch(
-            result, count, clock.perf() - built, (answered_at - p.event_time.timestamp() for p in result.predictions)
+            result, count, clock.perf() - built, 0.0,
+            (answered_at - p.event_time.timestamp() for p in result.predictions),
         )
         metrics.observe_freshness(result.feature_ages, production.view_ttls)
         return status, count, content

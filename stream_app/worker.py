@@ -24,6 +24,22 @@ from stream_app.core.pipeline import Clock
 logger = logging.getLogger(__name__)
 
 
+def check_online_store(settings: WorkerSettings, project: str) -> None:
+    """Read Redis once with the configured credentials and TLS files, so a refusal stops the start.
+
+    Wrong credentials, an ACL user without read rights or an untrusted certificate raise
+    FeatureStoreAccessError (exit 2, one line). A Redis that does not answer yet is only logged: the
+    worker scores degraded until it does, as it would after an outage. Skipped when REDIS_URL serves
+    neither reader (a user's repo read through Feast, which connects as its own YAML says).
+    """
+    from feature_repo.redis_reader import check_redis_access
+
+    if settings.feast_repo is not None and settings.feature_reader == "feast":
+        return
+    unreachable = check_redis_access(settings, project)
+    if unreachable:
+        logger.warning("%s; features are read degraded until it answers", unreachable)
+
 
 def build_worker(settings: WorkerSettings) -> faust.Worker:
     """Wire everything; raises DriftlineError when no servable model can be loaded."""
@@ -32,6 +48,7 @@ def build_worker(settings: WorkerSettings) -> faust.Worker:
     # First line: where it connects and why (env, dev stack record, default); secrets print as '**********'.
     logger.info("using %s; settings: %r", settings.describe_connections(), settings)
     store = feature_store(settings)
+    check_online_store(settings, store.project)
     holder = ModelHolder(settings, store)
     meta = holder.current.model.metadata
     logger.info(

@@ -1,7 +1,9 @@
 """Deliver a batch's outputs: retry what can still succeed, replace what never will, hold the rest.
 
 The agent acknowledges a batch's input offsets only after :meth:`Publisher.deliver` returns, and
-it returns only when the broker has acknowledged an output for every input. A send that failed
+it returns only when the broker has acknowledged an output for every input. :meth:`Publisher.send`
+hands a batch's outputs to the producer first, so the agent can score the next batches while
+these are in flight; it acknowledges batches strictly in the order they were read. A send that failed
 for a reason that may pass (timeout, broker paused or restarting, leader moved, topic being
 recreated) is sent again with backoff. A record the broker will never take (too large, topic
 refused) is replaced by a smaller one (``stream_app.core.outputs.fallback``). When even the
@@ -66,6 +68,14 @@ def backoff_s(attempt: int) -> float:
     return float(min(BACKOFF_FIRST_S * 2 ** max(attempt - 1, 0), BACKOFF_MAX_S))
 
 
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """Outputs handed to the producer, with what to await for each one's acknowledgement."""
+
+    pending: list[tuple[int, Output]]
+    waits: list[Awaitable[Any]]
+
+
 @dataclass(slots=True)
 class Delivery:
     """How a batch's outputs were delivered."""
@@ -102,14 +112,29 @@ class Publisher:
         self._blocked_after_s = blocked_after_s
         self._sleep = sleep
 
-    async def deliver(self, outputs: Sequence[Output], model_version: str) -> Delivery:
-        """Return once every output, or its replacement, is acknowledged by the broker."""
+    async def send(self, outputs: Sequence[Output]) -> Sent:
+        """Hand every output to the producer; :meth:`deliver` then waits for the broker's acknowledgements.
+
+        Split from :meth:`deliver` so the caller can time the hand-over and score the next batch
+        while these are in flight.
+        """
+        pending = list(enumerate(outputs))
+        return Sent(pending, await self._enqueue(pending))
+
+    async def deliver(self, outputs: Sequence[Output], model_version: str, sent: Sent | None = None) -> Delivery:
+        """Return once every output, or its replacement, is acknowledged by the broker.
+
+        ``sent`` is the first attempt from :meth:`send`, when the caller made it already.
+        """
         delivery = Delivery()
         pending = list(enumerate(outputs))
         started = time.monotonic()
         blocked = False
         while True:
-            failures = await self._send(pending)
+            if sent is not None:
+                failures, sent = await self._collect(sent.pending, sent.waits), None
+            else:
+                failures = await self._collect(pending, await self._enqueue(pending))
             if not failures:
                 break
             retry: list[tuple[int, Output]] = []
@@ -161,14 +186,21 @@ class Publisher:
                            delivery.blocked_s, delivery.attempts)
         return delivery
 
-    async def _send(self, pending: list[tuple[int, Output]]) -> list[tuple[tuple[int, Output], BaseException]]:
-        """Send every pending output; return those that failed, with their error."""
+    async def _enqueue(self, pending: list[tuple[int, Output]]) -> list[Awaitable[Any]]:
+        """Hand each pending output to the producer; return what to await for its acknowledgement."""
         waits: list[Awaitable[Any]] = []
         for _, output in pending:
             try:
                 waits.append(await self._producer.send(output.topic, output.key, output.value, None, None, None))
             except Exception as exc:  # refused before it left: too large for the producer, producer closed
                 waits.append(_failed(exc))
+        return waits
+
+    @staticmethod
+    async def _collect(
+        pending: list[tuple[int, Output]], waits: list[Awaitable[Any]]
+    ) -> list[tuple[tuple[int, Output], BaseException]]:
+        """Wait for every acknowledgement; return the outputs that failed, with their error."""
         results = await asyncio.gather(*waits, return_exceptions=True)
         return [(item, result) for item, result in zip(pending, results, strict=True)
                 if isinstance(result, BaseException)]

@@ -51,6 +51,8 @@ class BatchResult:
     # the scored rows and their scores, for the drift monitor
     matrix: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty((0, 0)))
     scores: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
+    # building the prediction records (ids included): the first part of the worker's output stage
+    records_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +182,7 @@ async def process_batch(
             )
         )
         result.prediction_sources.append(record)
+    result.records_s = clock.perf() - t3
     return result
 
 
@@ -203,6 +206,7 @@ def merge_results(results: Sequence[BatchResult]) -> BatchResult:
         decode += part.timings.decode_s
         features += part.timings.features_s
         predict += part.timings.predict_s
+        merged.records_s += part.records_s
     merged.timings = StageTimings(decode_s=decode, features_s=features, predict_s=predict)
     merged.scores = np.concatenate([part.scores for part in results]) if results else np.empty(0)
     return merged

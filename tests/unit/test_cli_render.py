@@ -8,7 +8,7 @@ import io
 import json
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -100,7 +100,9 @@ def test_stack_status_json_matches_the_data(stack_env: tuple[int, int], tmp_path
     result = runner.invoke(cli.app, ["stack", "status", "--json"])
     assert result.exit_code == 0, result.output
     kafka_port, redis_port = stack_env
-    assert json.loads(result.stdout) == [
+    shown = json.loads(result.stdout)
+    assert shown["broker"] is None  # not running: nothing to count
+    assert shown["services"] == [
         {
             "name": "broker", "state": "stopped", "pid": None, "address": f"127.0.0.1:{kafka_port}",
             "answering": None, "problem": None, "log": str(tmp_path / "stack" / "broker.log"), "start_s": None,
@@ -476,7 +478,7 @@ def _samples(p99s: list[float], every: float = 15.0, late: float = 0.05) -> list
     """One sample per interval of ``every`` seconds, each taken ``late`` seconds after its boundary."""
     return [
         SoakSample(elapsed_s=every * i + late, scored_total=1500 * i, rss_mb=300.0 + i / 10, e2e_mean_ms=30.0 + i,
-                   e2e_p99_ms=p99)
+                   e2e_p99_ms=p99, broker_rss_mb=40.0 + i)
         for i, p99 in enumerate(p99s, start=1)
     ]
 
@@ -524,18 +526,20 @@ def test_soak_table_has_a_row_per_sample_and_the_p99_ratio_below() -> None:
     result = SoakResult.of(SOAK_START, 0.75, 100.0, 15.0, _samples([100.0, math.nan, 250.0]))
     table = cli.soak_table(result)
     assert table.title == "soak: 100 events/s through one worker for 0.75 min, a sample every 15s"
-    assert headers(table) == ["elapsed s", "scored", "worker RSS MB", "e2e mean ms", "e2e p99 ms (bucket bound)"]
+    assert headers(table) == ["elapsed s", "scored", "worker RSS MB", "broker RSS MB", "e2e mean ms", "e2e p99 ms"]
     assert cells(table) == [
-        ["15", "1500", "300.1", "31.0", "100"],
-        ["30", "3000", "300.2", "32.0", "n/a"],
-        ["45", "4500", "300.3", "33.0", "250"],
+        ["15", "1500", "300.1", "41", "31.0", "100"],
+        ["30", "3000", "300.2", "42", "32.0", "n/a"],
+        ["45", "4500", "300.3", "43", "33.0", "250"],
     ]
     assert str(table.caption) == "e2e p99, last 5 min / first 5 min: n/a (a run under 10 min: the windows overlap)"
 
 
 def test_soak_sample_text() -> None:
     [sample] = _samples([math.nan])
-    assert cli.soak_sample_text(sample) == "15s: 1500 scored, worker RSS 300.1 MB, e2e mean 31.0 ms, p99 n/a ms"
+    assert cli.soak_sample_text(sample) == (
+        "15s: 1500 scored, worker RSS 300.1 MB, broker RSS 41 MB, e2e mean 31.0 ms, p99 n/a ms"
+    )
 
 
 def test_soak_progress_logs_each_sample_when_stderr_is_not_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
@@ -544,8 +548,8 @@ def test_soak_progress_logs_each_sample_when_stderr_is_not_a_terminal(caplog: py
         for sample in _samples([100.0, 250.0]):
             show(sample)
     assert [r.getMessage() for r in caplog.records if r.name == cli.logger.name] == [
-        "soak 15s: 1500 scored, worker RSS 300.1 MB, e2e mean 31.0 ms, p99 100 ms",
-        "soak 30s: 3000 scored, worker RSS 300.2 MB, e2e mean 32.0 ms, p99 250 ms",
+        "soak 15s: 1500 scored, worker RSS 300.1 MB, broker RSS 41 MB, e2e mean 31.0 ms, p99 100 ms",
+        "soak 30s: 3000 scored, worker RSS 300.2 MB, broker RSS 42 MB, e2e mean 32.0 ms, p99 250 ms",
     ]
 
 
@@ -555,9 +559,13 @@ def test_soak_command_shows_the_table_writes_json_and_png(monkeypatch: pytest.Mo
     samples = _samples([100.0] * 20 + [250.0] * 20)
     asked: list[tuple[float, float, float]] = []
 
-    def fake_soak(minutes: float, rate: float, every: float) -> Iterator[SoakSample]:
+    def fake_soak(
+        minutes: float, rate: float, every: float, on_sample: Callable[[SoakSample], None]
+    ) -> ScenarioResult:
         asked.append((minutes, rate, every))
-        yield from samples
+        for sample in samples:
+            on_sample(sample)
+        return ScenarioResult("soak", sent=60_000, scored=60_000, dead_lettered=0, duplicated=0, lost=0)
 
     monkeypatch.setattr(driftline_tools.scenarios, "soak", fake_soak)
     out = tmp_path / "soak"
@@ -565,6 +573,7 @@ def test_soak_command_shows_the_table_writes_json_and_png(monkeypatch: pytest.Mo
     assert result.exit_code == 0, result.output
     assert asked == [(10.0, 100.0, 15.0)]
     assert "e2e p99, last 5 min / first 5 min: 250 / 100 ms = 2.50x" in result.stdout
+    assert "sent 60,000: scored 60,000, dead-lettered 0, unaccounted 0, duplicates 0" in result.stdout
     [written] = out.glob("soak-*.json")
     [plot] = out.glob("soak-*.png")
     assert result.stdout.splitlines()[-2:] == [f"results: {written}", f"plot:    {plot}"]

@@ -13,7 +13,7 @@ import pytest
 from driftline.errors import ConfigError
 from driftline.kafka import kafka_python_options, kafka_security
 from driftline.settings import KafkaSettings
-from producers.kafka_clients import PRODUCER_BATCH_BYTES, PRODUCER_LINGER_MS, create_producer
+from producers.kafka_clients import create_producer
 from stream_app.app import broker_credentials
 
 SECRET = "s3cr3t-sentinel-7f1e"
@@ -140,7 +140,7 @@ def test_producers_get_driftline_defaults_and_the_connection(monkeypatch: pytest
     create_producer(settings, linger_ms=2, max_request_size=6_000_000)
     default, tuned = _RecordingProducer.created[-2:]
     assert default["acks"] == "all" and default["enable_idempotence"] is False
-    assert (default["linger_ms"], default["batch_size"]) == (PRODUCER_LINGER_MS, PRODUCER_BATCH_BYTES)
+    assert (default["linger_ms"], default["batch_size"]) == (settings.producer_linger_ms, settings.producer_batch_bytes)
     assert default["max_in_flight_requests_per_connection"] == 1
     assert default["security_protocol"] == "SASL_PLAINTEXT" and default["sasl_mechanism"] == "PLAIN"
     assert (tuned["linger_ms"], tuned["max_request_size"], tuned["acks"]) == (2, 6_000_000, "all")
