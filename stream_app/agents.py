@@ -86,7 +86,8 @@ class InFlight:
     serving: ServingModel
     canary: ServingModel | None
     shadow: ServingModel | None
-    output_s: float  # encoding the outputs and handing them to the producer
+    intake_s: float  # reading the messages and routing, outside the pipeline's stages
+    output_s: float  # building, encoding and handing the outputs to the producer
     handed_over: float  # clock.perf() when the producer had them all
     delivery: asyncio.Future[Delivery]
 
@@ -124,7 +125,7 @@ def register_agents(
             result, len(batch.events), batch.output_s, clock.perf() - batch.handed_over,
             (acked_at - p.event_time.timestamp() for i, p in enumerate(result.predictions)
              if i not in delivery.refused_predictions),
-            refused_predictions=len(delivery.refused_predictions),
+            refused_predictions=len(delivery.refused_predictions), intake_s=batch.intake_s,
         )
         metrics.observe_freshness(result.feature_ages, serving.view_ttls)
         guard.watch(canary.model.metadata.version if canary is not None and settings.canary_percent > 0 else None)
@@ -155,6 +156,8 @@ def register_agents(
                 records = [_record(e) for e in events]
                 routed = await score_routed(records, serving, canary, settings.canary_percent, clock)
                 started = clock.perf()
+                # Reading the messages, and routing around the pipeline's own stages, count as decode.
+                intake_s = started - loop_started - routed.result.stage_s
                 if publisher is None:
                     publisher = Publisher(
                         app.producer, topics.dead_letters.get_topic_name(), settings.max_request_bytes, metrics,
@@ -166,15 +169,18 @@ def register_agents(
                 delivery = asyncio.ensure_future(publisher.deliver(outputs, serving.model.metadata.version, sent))
                 output_s = routed.result.records_s + handed_over - started  # records, encoding, hand-over
                 batch = InFlight(events, records, routed.result, routed.parts, serving, canary, shadow,
-                                 output_s, handed_over, delivery)
+                                 intake_s, output_s, handed_over, delivery)
                 in_flight.append(batch)
                 batch.delivery.add_done_callback(drain)
+                held = clock.perf()
                 while len(in_flight) >= settings.outputs_in_flight:  # hold the inputs: consume nothing more
                     await asyncio.wait([in_flight[0].delivery])
                     drain()
                     if in_flight and in_flight[0].delivery.done():
                         in_flight[0].delivery.result()  # a delivery that failed unexpectedly stops the agent
-                metrics.batch_seconds.observe(clock.perf() - loop_started)
+                done = clock.perf()
+                metrics.stage_seconds.labels("held").observe(done - held)
+                metrics.batch_seconds.observe(done - loop_started)
         finally:
             for pending in in_flight:
                 pending.delivery.cancel()

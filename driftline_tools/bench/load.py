@@ -46,9 +46,9 @@ class Publisher:
         self.settings = settings
         self.pool = pool
         self.sent_at: dict[str, float] = {}
-        self._producer = create_producer(
-            settings, linger_ms=2, batch_size=256 * 1024, max_in_flight_requests_per_connection=5
-        )
+        # Linger and batch size from the settings the bench gives (BENCH_PRODUCER_LINGER_MS): a short
+        # linger so the latency steps measure the contenders, not the load's batching.
+        self._producer = create_producer(settings, max_in_flight_requests_per_connection=5)
         self._next = 0
 
     def _events(self, tag: str, count: int) -> Iterator[tuple[str, bytes, dict[str, Any]]]:

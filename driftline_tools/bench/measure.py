@@ -9,8 +9,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-ContenderName = Literal["naive", "driftline", "raw-floor"]
-CONTENDERS: tuple[ContenderName, ...] = ("naive", "driftline", "raw-floor")
+ContenderName = Literal["naive", "driftline", "raw-floor", "quix", "quix-tuned"]
+CONTENDERS: tuple[ContenderName, ...] = ("naive", "driftline", "raw-floor", "quix", "quix-tuned")
+#: The peers a user would pick instead of driftline (benchmarks/quix_app.py); the fastest is compared.
+QUIX_VARIANTS: tuple[ContenderName, ...] = ("quix", "quix-tuned")
+#: The load at which a peer's p99 is compared with driftline's: half of each one's own maximum.
+PEER_SHARE = 0.5
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -104,17 +108,24 @@ class LoadResult:
     p99_ms: float
     cpu_s_per_1k: float
     note: str = ""
+    share_of_own_max: float = math.nan  # offered / the contender's own max throughput
 
     @classmethod
     def from_latencies(cls, fraction: float, offered: float, sent: int, latencies_s: Sequence[float],
-                       cpu_s: float, note: str = "") -> LoadResult:
+                       cpu_s: float, note: str = "", own_max: float = math.nan) -> LoadResult:
         """Summarize one load step."""
         ms = [x * 1000.0 for x in latencies_s]
         return cls(
             fraction=fraction, offered_per_s=offered, sent=sent, scored=len(ms),
             p50_ms=percentile(ms, 50), p95_ms=percentile(ms, 95), p99_ms=percentile(ms, 99),
             cpu_s_per_1k=1000.0 * cpu_s / len(ms) if ms else math.nan, note=note,
+            share_of_own_max=_ratio(offered, own_max),
         )
+
+    @property
+    def measured(self) -> bool:
+        """True when the step ran and something was scored (a skipped step has no latency)."""
+        return self.scored > 0
 
 
 @dataclass
@@ -133,6 +144,29 @@ class ContenderResult:
     loads: list[LoadResult] = field(default_factory=list)
     duplicates: int = 0
 
+    def load_at_own_share(self, share: float) -> LoadResult | None:
+        """The measured step offered at ``share`` of this contender's own maximum (within 1%), if any."""
+        return next((x for x in self.loads if x.measured and abs(x.share_of_own_max - share) <= 0.01 * share),
+                    None)
+
+
+@dataclass(frozen=True)
+class PeerComparison:
+    """driftline against the fastest Quix variant, each at the same share of its own maximum."""
+
+    peer: ContenderName
+    throughput_ratio: float  # driftline / peer
+    share_of_own_max: float
+    driftline_offered_per_s: float
+    peer_offered_per_s: float
+    driftline_p99_ms: float
+    peer_p99_ms: float
+
+    @property
+    def p99_ratio(self) -> float:
+        """The p99 ratio, driftline over the peer, each at ``share_of_own_max`` of its own maximum."""
+        return _ratio(self.driftline_p99_ms, self.peer_p99_ms)
+
 
 @dataclass
 class BenchReport:
@@ -150,8 +184,33 @@ class BenchReport:
         """Results keyed by contender name."""
         return {c.name: c for c in self.contenders}
 
+    def best_quix(self) -> ContenderResult | None:
+        """The Quix variant with the highest maximum throughput, if any ran."""
+        peers = [c for c in self.contenders if c.name in QUIX_VARIANTS]
+        return max(peers, key=lambda c: c.max_throughput_per_s, default=None)
+
+    def peer_comparison(self, share: float = PEER_SHARE) -> PeerComparison | None:
+        """How driftline compares with the best Quix variant: throughput, and p99 at ``share`` of each own max."""
+        ours, peer = self.by_name().get("driftline"), self.best_quix()
+        if ours is None or peer is None:
+            return None
+        mine, theirs = ours.load_at_own_share(share), peer.load_at_own_share(share)
+        return PeerComparison(
+            peer=peer.name, throughput_ratio=_ratio(ours.max_throughput_per_s, peer.max_throughput_per_s),
+            share_of_own_max=share,
+            driftline_offered_per_s=mine.offered_per_s if mine else math.nan,
+            peer_offered_per_s=theirs.offered_per_s if theirs else math.nan,
+            driftline_p99_ms=mine.p99_ms if mine else math.nan,
+            peer_p99_ms=theirs.p99_ms if theirs else math.nan,
+        )
+
     def ratios(self) -> dict[str, dict[str, float]]:
-        """Ratios of driftline's figures to naive's and to the raw floor's."""
+        """Ratios of driftline's figures to naive's, the raw floor's and the best Quix variant's.
+
+        Against the best Quix variant, p99 is compared at half of each one's own maximum
+        (``p99_at_50pct_of_own_max``): a Quix application cannot take any of the loads driftline is
+        measured at, so "at equal load" means at the same share of what each can sustain.
+        """
         results = self.by_name()
         ours = results.get("driftline")
         out: dict[str, dict[str, float]] = {}
@@ -172,12 +231,24 @@ class BenchReport:
                 theirs = next((x for x in other.loads if x.fraction == mine.fraction), None)
                 if theirs is not None:
                     out[label][f"p99_at_{int(mine.fraction * 100)}pct"] = _ratio(mine.p99_ms, theirs.p99_ms)
+        peer, best = self.peer_comparison(), self.best_quix()
+        if peer is not None and best is not None:
+            out["driftline/best-quix"] = {
+                "throughput": peer.throughput_ratio,
+                "cpu_s_per_1k": _ratio(ours.cpu_s_per_1k, best.cpu_s_per_1k),
+                "peak_rss": _ratio(ours.peak_rss_mb, best.peak_rss_mb),
+                "start_to_first_prediction": _ratio(ours.start_to_first_prediction_s,
+                                                    best.start_to_first_prediction_s),
+                f"p99_at_{round(peer.share_of_own_max * 100)}pct_of_own_max": peer.p99_ratio,
+            }
         return out
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, ratios included."""
         data = asdict(self)
         data["ratios"] = self.ratios()
+        peer = self.peer_comparison()
+        data["peer"] = None if peer is None else {**asdict(peer), "p99_ratio": peer.p99_ratio}
         return data
 
 

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from driftline_tools.scenarios import SoakSample
 
 # The tab10 colours the benchmark has always used, so old and new pictures compare at a glance.
-COLORS: dict[str, str] = {"naive": "tab:red", "driftline": "tab:blue", "raw-floor": "tab:green"}
+COLORS: dict[str, str] = {"naive": "tab:red", "driftline": "tab:blue", "raw-floor": "tab:green",
+                          "quix": "tab:orange", "quix-tuned": "tab:brown"}
 
 Percentile = Literal["p50_ms", "p99_ms"]
 PANELS: tuple[tuple[Percentile, str], ...] = (("p50_ms", "p50 latency"), ("p99_ms", "p99 latency"))
@@ -35,7 +36,7 @@ DPI = 100
 GRID_ALPHA = 0.4
 
 # The soak's series: memory in one panel, mean and p99 latency in the other.
-SOAK_COLORS: dict[str, str] = {"rss": "tab:purple", "mean": "tab:blue", "p99": "tab:orange"}
+SOAK_COLORS: dict[str, str] = {"rss": "tab:purple", "broker": "tab:green", "mean": "tab:blue", "p99": "tab:orange"}
 
 
 def _figure(title: str) -> Figure:
@@ -103,10 +104,10 @@ def write_plot(path: Path, contenders: Sequence[ContenderResult], title: str) ->
 
 
 def soak_figure(samples: Sequence[SoakSample], title: str) -> Figure:
-    """Worker RSS (MB), and end-to-end mean and p99 latency (ms), against seconds since the stream started.
+    """Worker and broker RSS (MB), and end-to-end mean and p99 latency (ms), against seconds since the start.
 
-    Intervals without events (NaN latency) leave a gap in the latency lines. The p99 is the histogram
-    bucket bound the samples carry, so it moves in steps.
+    Intervals without events (NaN latency) leave a gap in the latency lines. The p99 is interpolated
+    within its histogram bucket, as Prometheus does.
     """
     from matplotlib.ticker import StrMethodFormatter
 
@@ -115,17 +116,21 @@ def soak_figure(samples: Sequence[SoakSample], title: str) -> Figure:
     memory, latency = figure.subplots(1, 2, squeeze=False)[0]
     memory.plot(elapsed, [s.rss_mb for s in samples], marker="o", linewidth=2, color=SOAK_COLORS["rss"],
                 label="worker RSS")
-    memory.set_title("worker memory")
+    memory.plot(elapsed, [s.broker_rss_mb for s in samples], marker="o", linewidth=2, color=SOAK_COLORS["broker"],
+                label="embedded broker RSS")
+    memory.set_title("memory")
     memory.set_ylabel("resident set (MB)")
+    memory.legend(loc="best", frameon=False)
     latency.plot(elapsed, [s.e2e_mean_ms for s in samples], marker="o", linewidth=2, color=SOAK_COLORS["mean"],
                  label="e2e mean")
     latency.plot(elapsed, [s.e2e_p99_ms for s in samples], marker="o", linewidth=2, color=SOAK_COLORS["p99"],
-                 label="e2e p99 (bucket bound)")
+                 label="e2e p99")
     latency.set_title("end-to-end latency per interval")
     latency.set_ylabel("latency (ms)")
     latency.legend(loc="best", frameon=False)
     latencies = [v for s in samples for v in (s.e2e_mean_ms, s.e2e_p99_ms)]
-    for ax, values in ((memory, [s.rss_mb for s in samples]), (latency, latencies)):
+    memories = [v for s in samples for v in (s.rss_mb, s.broker_rss_mb)]
+    for ax, values in ((memory, memories), (latency, latencies)):
         # From zero, with headroom: a flat series (memory that does not grow) then reads as flat, mid-panel.
         ax.set_ylim(0, 1.2 * max((v for v in values if math.isfinite(v)), default=1.0))
         ax.set_xlabel("elapsed (s)")

@@ -28,6 +28,7 @@ from driftline.logs import configure_logging
 from driftline.registry import ModelRegistry
 from driftline.settings import WorkerSettings
 from feature_repo.redis_reader import RedisLayout, RedisOnlineReader
+from stream_app.adapters.models import limit_model_threads
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ async def run(settings: WorkerSettings, layout: RedisLayout, stop: asyncio.Event
 
     model = ModelRegistry(settings).load(settings.model_name)
     meta, estimator = model.metadata, model.estimator
+    limit_model_threads(settings.model_threads)  # the floor gets the thread setting driftline uses
     request = [(s.name, s.field) for s in meta.features if s.source == "request" and s.field]
     entity_fields = list(meta.entity_fields.items())  # event field -> join key
     if meta.threshold is None:
@@ -56,7 +58,10 @@ async def run(settings: WorkerSettings, layout: RedisLayout, stop: asyncio.Event
         heartbeat_interval_ms=int(min(1.0, settings.session_timeout_s / 3) * 1000),
     )
     # No idempotence: the embedded broker refuses InitProducerId.
-    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=1, enable_idempotence=False)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=servers, acks="all", linger_ms=settings.output_linger_ms,
+        max_batch_size=settings.output_batch_bytes, enable_idempotence=False,
+    )
     client: Any = aioredis.from_url(settings.redis_url.get_secret_value())
     reader = RedisOnlineReader(client, layout, settings.feature_timeout_s)
     await producer.start()

@@ -1,13 +1,18 @@
-"""One benchmark run: three contenders on the same broker, Redis, feature data, model and event stream.
+"""One benchmark run: the contenders on the same broker, Redis, feature data, model and event stream.
 
-For each contender, on fresh topics:
+The contenders: naive (a per-event Faust agent), driftline, the raw floor (a bare asyncio loop), and
+the peers a user would pick instead of driftline, ``quix`` and ``quix-tuned`` (Quix Streams
+applications, ``benchmarks/quix_app.py``). For each contender, on fresh topics:
 
-1. drain: ``drain_events`` events are published before the contender starts; the time to the
-   first prediction is its start-up cost, the rate over the middle 80% of the drain its maximum
-   sustained throughput, and the CPU it used over that window its cost per event at saturation;
+1. drain: ``drain_events`` events (``peer_drain_events`` for the Quix peers, which are far slower)
+   are published before the contender starts; the time to the first prediction is its start-up
+   cost, the rate over the middle 80% of the drain its maximum sustained throughput, and the CPU it
+   used over that window its cost per event at saturation;
 2. latency: events are offered at 25%, 50% and 75% of driftline's maximum, ``phase_seconds`` each,
    and end-to-end latency (send -> prediction read back) is summarized per step. A step above a
-   contender's own maximum would only measure a growing queue, so it is skipped and said so.
+   contender's own maximum would only measure a growing queue, so it is skipped and said so. The
+   Quix peers, and any contender slower than driftline, are also measured at 50% of their own
+   maximum, so their p99 can be compared with driftline's at the same share of each one's maximum.
 
 driftline runs first because its maximum sets the offered loads.
 """
@@ -33,6 +38,8 @@ from driftline.errors import DriftlineError
 from driftline.settings import ProducerSettings, TrainingSettings, WorkerSettings
 from driftline_tools.bench.load import Collector, Publisher, event_pool
 from driftline_tools.bench.measure import (
+    PEER_SHARE,
+    QUIX_VARIANTS,
     BenchReport,
     ContenderName,
     ContenderResult,
@@ -49,8 +56,14 @@ from feature_repo.redis_reader import layout_from_store
 logger = logging.getLogger(__name__)
 
 LOAD_FRACTIONS = (0.25, 0.5, 0.75)
+#: The load's producer linger: short, so latency measures the contenders rather than the load's own
+#: batching, and long enough for tens of records per batch at the drain (a run stays far below the
+#: embedded broker's batch limit: each contender has its own topics for under a minute of load).
+BENCH_PRODUCER_LINGER_MS = 5
 #: A step is run only if it offers at most this share of the contender's own maximum.
 MAX_SHARE_OF_OWN_MAX = 0.9
+#: The Quix peers' application: outside the installed packages, run from the source tree by path.
+QUIX_APP = Path(__file__).resolve().parents[2] / "benchmarks" / "quix_app.py"
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,8 @@ class BenchConfig:
 
     workers: int = 1
     drain_events: int = 6000
+    #: The Quix peers' backlog: at a few hundred events/s, 3,000 take 10-30 s to drain.
+    peer_drain_events: int = 3000
     phase_seconds: float = 15.0
     pool_size: int = 5000
     drain_timeout_s: float = 600.0
@@ -69,9 +84,9 @@ class BenchConfig:
 
     @classmethod
     def smoke_run(cls, workers: int = 1) -> BenchConfig:
-        """Tiny counts for CI: well under two minutes, figures meaningless."""
-        return cls(workers=workers, drain_events=200, phase_seconds=1.0, pool_size=400, drain_timeout_s=90.0,
-                   settle_s=2.0, smoke=True)
+        """Tiny counts for CI: about two minutes for all five contenders, figures meaningless."""
+        return cls(workers=workers, drain_events=200, peer_drain_events=100, phase_seconds=1.0, pool_size=400,
+                   drain_timeout_s=90.0, settle_s=2.0, smoke=True)
 
     @property
     def partitions(self) -> int:
@@ -106,13 +121,19 @@ def _start_driftline(served: World, env: dict[str, str], count: int) -> Processe
 
 
 def _start_module(module: str, args: list[str]) -> Callable[[World, dict[str, str], int], Processes]:
+    return _start_command(module.rsplit(".", 1)[-1], ["-m", module, *args])
+
+
+def _start_command(label: str, argv: list[str]) -> Callable[[World, dict[str, str], int], Processes]:
+    """Start ``python *argv`` ``count`` times with the contender's environment, logging to the home."""
+
     def start(served: World, env: dict[str, str], count: int) -> Processes:
         popens: list[subprocess.Popen[bytes]] = []
         for i in range(count):
-            log = served.home / f"{module.rsplit('.', 1)[-1]}-{env['DRIFTLINE_WORKER_GROUP']}-{i}.log"
+            log = served.home / f"{label}-{env['DRIFTLINE_WORKER_GROUP']}-{i}.log"
             with log.open("ab") as handle:
                 popens.append(subprocess.Popen(
-                    [sys.executable, "-m", module, *args], env={**os.environ, **env},
+                    [sys.executable, *argv], env={**os.environ, **env},
                     stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 ))
 
@@ -146,15 +167,27 @@ def _wait_for(collector: Collector, ids: list[str], timeout_s: float, procs: Pro
     return done
 
 
+def quix_unavailable() -> str | None:
+    """Why the Quix peers cannot run here (None: they can)."""
+    import importlib.util
+
+    if not QUIX_APP.is_file():
+        return f"{QUIX_APP.name} is not beside the installed package (run from a source checkout)"
+    if importlib.util.find_spec("quixstreams") is None:
+        return "quixstreams is not installed (pip install 'driftline[bench]')"
+    return None
+
+
 def run_contender(
     served: World, name: ContenderName, start: Callable[[World, dict[str, str], int], Processes],
     config: BenchConfig, pool: list[dict[str, object]], reference_max: float | None,
+    drain_events: int | None = None,
 ) -> ContenderResult:
     """Drain, then latency steps, for one contender on its own topics."""
     from producers.admin import ensure_topics
 
     env = {**served.topic_env(), "DRIFTLINE_TOPIC_PARTITIONS": str(config.partitions),
-           "DRIFTLINE_LOG_LEVEL": "WARNING"}
+           "DRIFTLINE_LOG_LEVEL": "WARNING", "DRIFTLINE_PRODUCER_LINGER_MS": str(BENCH_PRODUCER_LINGER_MS)}
     settings = ProducerSettings(**env)  # type: ignore[arg-type]
     list(ensure_topics(settings))
     collector = Collector(settings)
@@ -162,7 +195,7 @@ def run_contender(
     collector.wait_ready()
     publisher = Publisher(settings, pool)
     try:
-        drain_ids = publisher.burst("drain", config.drain_events)
+        drain_ids = publisher.burst("drain", drain_events or config.drain_events)
         logger.info("%s: %d events waiting; starting %d process(es)", name, len(drain_ids), config.workers)
         spawned_at = time.time()
         procs = start(served, env, config.workers)
@@ -189,13 +222,18 @@ def run_contender(
                 rate = fraction * reference
                 if rate > MAX_SHARE_OF_OWN_MAX * throughput:
                     result.loads.append(LoadResult.from_latencies(
-                        fraction, rate, 0, [], 0.0, note=f"skipped: above {MAX_SHARE_OF_OWN_MAX:.0%} of its max"))
+                        fraction, rate, 0, [], 0.0, note=f"skipped: above {MAX_SHARE_OF_OWN_MAX:.0%} of its max",
+                        own_max=throughput))
                     continue
-                result.loads.append(_latency_step(collector, publisher, procs, fraction, rate, "", config))
-            if all(load.sent == 0 for load in result.loads):
-                # Too slow for every fixed step: still show its latency, at half its own maximum.
-                result.loads.append(_latency_step(collector, publisher, procs, 0.5 * throughput / reference,
-                                                  0.5 * throughput, "50% of its own max", config))
+                result.loads.append(_latency_step(collector, publisher, procs, fraction, rate, "", config,
+                                                  throughput))
+            if (name in QUIX_VARIANTS or throughput < reference) and result.load_at_own_share(PEER_SHARE) is None:
+                # A peer, or slower than driftline: also measure it at half its own maximum, the load its p99 is
+                # compared at with driftline's at half of driftline's (and the only latency figure of a
+                # contender too slow for every fixed step).
+                result.loads.append(_latency_step(
+                    collector, publisher, procs, PEER_SHARE * throughput / reference, PEER_SHARE * throughput,
+                    f"{PEER_SHARE:.0%} of its own max", config, throughput))
             biggest, total = procs.peak_rss()
             result.peak_rss_mb, result.peak_rss_total_mb = biggest / 2**20, total / 2**20
             result.duplicates = collector.duplicates
@@ -208,14 +246,14 @@ def run_contender(
 
 
 def _latency_step(collector: Collector, publisher: Publisher, procs: Processes, fraction: float, rate: float,
-                  note: str, config: BenchConfig) -> LoadResult:
+                  note: str, config: BenchConfig, own_max: float) -> LoadResult:
     tag = f"load{round(fraction * 100)}"
     cpu_before = procs.cpu()
     ids = publisher.paced(tag, rate, config.phase_seconds)
     _wait_for(collector, ids, config.phase_seconds + 30.0)
     cpu_used = procs.cpu() - cpu_before
     latencies = [collector.received_at[i] - publisher.sent_at[i] for i in ids if i in collector.received_at]
-    step = LoadResult.from_latencies(fraction, rate, len(ids), latencies, cpu_used, note=note)
+    step = LoadResult.from_latencies(fraction, rate, len(ids), latencies, cpu_used, note=note, own_max=own_max)
     logger.info("  %.0f%% = %.0f events/s: p50 %.1f ms, p99 %.1f ms (%d/%d)", fraction * 100, rate,
                 step.p50_ms, step.p99_ms, step.scored, step.sent)
     return step
@@ -231,7 +269,10 @@ def _machine() -> dict[str, object]:
 
 
 def run_bench(config: BenchConfig, out_dir: Path, home: Path | None = None) -> tuple[BenchReport, Path, Path]:
-    """Run all three contenders in one throwaway world; write JSON and PNG into ``out_dir``."""
+    """Run every contender in one throwaway world; write JSON and PNG into ``out_dir``.
+
+    The Quix peers are left out, with a warning, where quixstreams or ``benchmarks/`` is missing.
+    """
     from driftline.registry import ModelRegistry
     from feature_repo.store import feature_store
 
@@ -247,18 +288,29 @@ def run_bench(config: BenchConfig, out_dir: Path, home: Path | None = None) -> t
             "naive": _start_module("driftline_tools.bench.naive_app", []),
             "raw-floor": _start_module("driftline_tools.bench.raw_floor", ["--layout", str(layout_path)]),
         }
+        peers: tuple[ContenderName, ...] = QUIX_VARIANTS
+        unavailable = quix_unavailable()
+        if unavailable is not None:
+            logger.warning("the Quix peers are left out: %s", unavailable)
+            peers = ()
+        for variant in peers:
+            starters[variant] = _start_command(variant, [str(QUIX_APP), "--variant", variant])
         ours = run_contender(served, "driftline", starters["driftline"], config, pool, None)
         results = {"driftline": ours}
-        for name in ("naive", "raw-floor"):
-            results[name] = run_contender(served, name, starters[name], config, pool, ours.max_throughput_per_s)
+        for name in ("naive", "raw-floor", *peers):
+            drain = config.peer_drain_events if name in QUIX_VARIANTS else None
+            results[name] = run_contender(served, name, starters[name], config, pool, ours.max_throughput_per_s,
+                                          drain)
         worker = WorkerSettings(**served.env)  # type: ignore[arg-type]
     report = BenchReport(
         started_at=started.isoformat(), workers=config.workers, partitions=config.partitions, smoke=config.smoke,
         machine=_machine(),
         settings={"batch_size": str(worker.batch_size), "batch_window_s": str(worker.batch_window_s),
-                  "fetch_max_wait_ms": str(worker.fetch_max_wait_ms), "drain_events": str(config.drain_events),
-                  "phase_seconds": str(config.phase_seconds)},
-        contenders=[results["naive"], results["driftline"], results["raw-floor"]],
+                  "fetch_max_wait_ms": str(worker.fetch_max_wait_ms),
+                  "producer_linger_ms": str(BENCH_PRODUCER_LINGER_MS), "model_threads": str(worker.model_threads),
+                  "drain_events": str(config.drain_events),
+                  "peer_drain_events": str(config.peer_drain_events), "phase_seconds": str(config.phase_seconds)},
+        contenders=[results[name] for name in ("naive", "driftline", "raw-floor", *peers)],
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"bench-{started.strftime('%Y%m%dT%H%M%SZ')}-w{config.workers}{'-smoke' if config.smoke else ''}"

@@ -38,7 +38,8 @@ SHADOW_DIFFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 #: decode, features and predict run on the scoring loop, and so does output (prediction ids, encoding,
 #: handing the records to the producer); publish is the wait for the broker's acknowledgement, which
 #: overlaps the next batches (up to DRIFTLINE_OUTPUTS_IN_FLIGHT) and so is not part of the loop's time.
-STAGES = ("decode", "features", "predict", "output", "publish")
+#: held is the loop waiting because DRIFTLINE_OUTPUTS_IN_FLIGHT batches await acknowledgement.
+STAGES = ("decode", "features", "predict", "output", "publish", "held")
 
 
 def in_memory_values() -> None:
@@ -259,9 +260,11 @@ class WorkerMetrics:
 
     def observe_batch(
         self, result: BatchResult, received: int, output_s: float, publish_s: float, latencies: Iterable[float],
-        refused_predictions: int = 0,
+        refused_predictions: int = 0, intake_s: float = 0.0,
     ) -> None:
         """Record one finished batch: counts, stage times and per-event end-to-end latency.
+
+        ``intake_s`` (reading the messages, routing) counts as decode.
 
         ``refused_predictions`` were scored but published as ``output_failed`` dead letters instead.
         """
@@ -284,7 +287,7 @@ class WorkerMetrics:
         for feature, count in result.missing_counts.items():
             self.missing_features.labels(feature).inc(count)
         timings = result.timings
-        self.stage_seconds.labels("decode").observe(timings.decode_s)
+        self.stage_seconds.labels("decode").observe(timings.decode_s + intake_s)
         self.stage_seconds.labels("features").observe(timings.features_s)
         self.stage_seconds.labels("predict").observe(timings.predict_s)
         self.stage_seconds.labels("output").observe(output_s)

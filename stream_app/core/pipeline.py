@@ -54,6 +54,12 @@ class BatchResult:
     # building the prediction records (ids included): the first part of the worker's output stage
     records_s: float = 0.0
 
+    @property
+    def stage_s(self) -> float:
+        """Time in this result's timed stages: decode, features, predict and building the records."""
+        t = self.timings
+        return t.decode_s + t.features_s + t.predict_s + self.records_s
+
 
 @dataclass(frozen=True, slots=True)
 class Clock:

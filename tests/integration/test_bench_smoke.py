@@ -1,4 +1,4 @@
-"""``driftline bench --smoke`` runs all three contenders end to end, and the raw floor reads what Feast reads."""
+"""``driftline bench --smoke`` runs every contender end to end, and the raw floor reads what Feast reads."""
 
 from __future__ import annotations
 
@@ -22,21 +22,28 @@ def test_bench_smoke_measures_every_contender(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     done = subprocess.run(
         [sys.executable, "-m", "driftline_tools.cli", "bench", "--smoke", "--out-dir", str(out)],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True, text=True, timeout=480, check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     [result] = out.glob("*.json")
     report = json.loads(result.read_text())
     contenders = {c["name"]: c for c in report["contenders"]}
-    assert set(contenders) == {"naive", "driftline", "raw-floor"}
+    assert set(contenders) == {"naive", "driftline", "raw-floor", "quix", "quix-tuned"}
     for name, figures in contenders.items():
         assert figures["max_throughput_per_s"] > 0, name
         assert figures["drain_events"] > 0, name
         assert figures["peak_rss_mb"] > 0, name
-    assert set(report["ratios"]) == {"driftline/naive", "driftline/raw-floor"}
+        # Every contender has a latency figure, at a fixed load or at half its own maximum.
+        assert any(load["scored"] > 0 for load in figures["loads"]), name
+    assert set(report["ratios"]) == {"driftline/naive", "driftline/raw-floor", "driftline/best-quix"}
+    peer = report["peer"]
+    assert peer["peer"] in {"quix", "quix-tuned"}
+    assert peer["throughput_ratio"] > 0
+    assert peer["driftline_p99_ms"] > 0 and peer["peer_p99_ms"] > 0
     [plot] = out.glob("*.png")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "driftline/raw-floor" in done.stdout
+    assert "driftline/best-quix" in done.stdout
 
 
 async def test_redis_reader_reads_exactly_what_feast_returns(served_world: ServedWorld) -> None:

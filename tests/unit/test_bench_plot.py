@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from driftline_tools.bench.measure import ContenderResult, LoadResult
+from driftline_tools.bench.measure import CONTENDERS, ContenderResult, LoadResult
 from driftline_tools.bench.plot import (
     COLORS,
     SOAK_COLORS,
@@ -60,6 +60,11 @@ def test_each_panel_draws_each_contenders_measured_points() -> None:
     assert [text.get_text() for text in legend.get_texts()] == list(BASES)
 
 
+def test_every_contender_has_a_colour_of_its_own() -> None:
+    assert set(CONTENDERS) <= set(COLORS)
+    assert len({COLORS[name] for name in CONTENDERS}) == len(CONTENDERS)
+
+
 def test_png_reads_back_at_the_expected_size() -> None:
     image = imread(io.BytesIO(latency_plot(_contenders(), "test")), format="png")
     assert image.shape[:2] == (620, 1400)
@@ -74,9 +79,9 @@ def test_write_plot_creates_folders_and_a_png(tmp_path: Path) -> None:
 
 def _soak_samples() -> list[SoakSample]:
     return [
-        SoakSample(15.0, 1500, 300.0, 35.0, 100.0),
-        SoakSample(30.0, 3000, 301.5, math.nan, math.nan),  # an interval without events
-        SoakSample(45.0, 4500, 302.0, 40.0, 250.0),
+        SoakSample(15.0, 1500, 300.0, 35.0, 100.0, 40.0),
+        SoakSample(30.0, 3000, 301.5, math.nan, math.nan, 45.0),  # an interval without events
+        SoakSample(45.0, 4500, 302.0, 40.0, 250.0, 50.0),
     ]
 
 
@@ -85,23 +90,25 @@ def test_soak_figure_draws_memory_and_latency_over_elapsed_time() -> None:
     assert figure.get_suptitle() == "soak"
     memory, latency = figure.get_axes()
     assert (memory.get_title(), memory.get_xlabel(), memory.get_ylabel()) == (
-        "worker memory", "elapsed (s)", "resident set (MB)",
+        "memory", "elapsed (s)", "resident set (MB)",
     )
     assert (latency.get_title(), latency.get_xlabel(), latency.get_ylabel()) == (
         "end-to-end latency per interval", "elapsed (s)", "latency (ms)",
     )
-    [rss] = memory.get_lines()
+    rss, broker = memory.get_lines()
+    np.testing.assert_allclose(np.asarray(broker.get_ydata(), dtype=float), [40.0, 45.0, 50.0])
+    assert broker.get_color() == SOAK_COLORS["broker"]
     np.testing.assert_allclose(np.asarray(rss.get_xdata(), dtype=float), [15.0, 30.0, 45.0])
     np.testing.assert_allclose(np.asarray(rss.get_ydata(), dtype=float), [300.0, 301.5, 302.0])
     assert rss.get_color() == SOAK_COLORS["rss"]
     lines = {line.get_label(): line for line in latency.get_lines()}
-    assert list(lines) == ["e2e mean", "e2e p99 (bucket bound)"]
+    assert list(lines) == ["e2e mean", "e2e p99"]
     # The NaN interval stays NaN: matplotlib leaves a gap there rather than joining across it.
     np.testing.assert_allclose(np.asarray(lines["e2e mean"].get_ydata(), dtype=float), [35.0, math.nan, 40.0])
     np.testing.assert_allclose(
-        np.asarray(lines["e2e p99 (bucket bound)"].get_ydata(), dtype=float), [100.0, math.nan, 250.0]
+        np.asarray(lines["e2e p99"].get_ydata(), dtype=float), [100.0, math.nan, 250.0]
     )
-    assert [text.get_text() for text in latency.get_legend().get_texts()] == ["e2e mean", "e2e p99 (bucket bound)"]
+    assert [text.get_text() for text in latency.get_legend().get_texts()] == ["e2e mean", "e2e p99"]
     # Both panels start at zero and leave a fifth of headroom above the largest finite value.
     assert memory.get_ylim() == pytest.approx((0.0, 1.2 * 302.0))
     assert latency.get_ylim() == pytest.approx((0.0, 1.2 * 250.0))
