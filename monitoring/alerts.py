@@ -20,7 +20,8 @@ Severity = Literal["page", "ticket"]
 # End-to-end latency SLO: p99 of event_time -> prediction acknowledged. 0.5 s is a bucket edge of
 # driftline_end_to_end_latency_seconds (so the quantile is not interpolated across a wide bucket) and
 # leaves room above the p99 measured at half of one worker's maximum load by `driftline bench`
-# (234 ms on a shared 2-core machine; the demo at 500 events/s measured 73 ms).
+# (280 ms on a shared 2-core machine) and over a 30-minute soak at 200 events/s (at most 361 ms per
+# 15 s interval once the test suite sharing the machine had finished).
 E2E_P99_SLO_SECONDS = 0.5
 E2E_FOR = "5m"
 # Share of handled events that became dead letters. Producers send ~1-2% bad input in the demo and
