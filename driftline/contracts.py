@@ -1,4 +1,4 @@
-"""Records that cross a topic: events in, predictions and dead letters out.
+"""Records that cross a topic: events and labels in, predictions and dead letters out.
 
 Producers, the stream app, the tools that tail topics and the tests all use these models, so a
 field changes in one place. Every record is JSON so that any Kafka client can publish or read it.
@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import uuid
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 #: Namespace of prediction ids: uuid5(namespace, "event_id|model_name|model_version").
 PREDICTION_NAMESPACE = uuid.UUID("6b1f3c0e-5d4a-4f7e-9b57-1f0c2d8e9a31")
@@ -208,5 +209,87 @@ class DeadLetter(BaseModel):
         return value
 
     @field_serializer("failed_at")
+    def _rfc3339(self, value: datetime) -> str:
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+#: Why a label was not joined to a prediction; bounded so it can label a metric.
+LabelRejectionType = Literal[
+    "too_large",  # above the configured size, never parsed
+    "malformed",  # not a JSON object, a repeated key, an id, source or label_time of the wrong type or form
+    "missing_id",  # neither event_id nor prediction_id
+    "bad_label",  # label absent, null, not finite, too long, or not a value the model's task can score
+    "from_the_future",  # label_time further ahead of the worker's clock than the allowed skew
+    "unknown_prediction",  # no pending prediction has its id: never scored, or gone past the store's TTL
+    "expired",  # its prediction is still stored but was scored longer ago than the join window
+    "duplicate",  # its prediction already took a label (corrections are not applied)
+    "id_mismatch",  # event_id and prediction_id both given, and the prediction is of another event
+]
+
+#: Longest label_time string read; anything longer cannot be an RFC 3339 timestamp.
+_TIME_MAX_CHARS = 40
+
+
+class Label(BaseModel):
+    """The realised outcome of a scored event (a chargeback, a review), published on the labels topic."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=ID_MAX_LENGTH,
+        description="The labelled event's id; joins every prediction of that event.",
+    )
+    prediction_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=ID_MAX_LENGTH,
+        description="The labelled prediction's id; when event_id is given too, both must name the same event.",
+    )
+    label: bool | int | float | str = Field(
+        description="The outcome. Binary: true/false or 1/0 (1 = the positive class). Multi-class: the class, "
+        "as the model names it. Regression: the realised value. Finite; a string has 1-128 characters."
+    )
+    label_time: datetime = Field(description="When the outcome became known, RFC 3339 with offset (UTC).")
+    source: str | None = Field(
+        default=None, min_length=1, max_length=ID_MAX_LENGTH, description="Who said so, e.g. chargebacks."
+    )
+
+    @field_validator("label_time", mode="before")
+    @classmethod
+    def _rfc3339_in(cls, value: object) -> object:
+        # Before pydantic's own parsing, which would also take numbers as Unix times.
+        if isinstance(value, str):
+            if len(value) > _TIME_MAX_CHARS:
+                raise ValueError("label_time is too long to be an RFC 3339 timestamp")
+            parsed = datetime.fromisoformat(value)  # a ValueError names the string
+        elif isinstance(value, datetime):
+            parsed = value
+        else:
+            raise ValueError(f"label_time must be an RFC 3339 string, got {type(value).__name__}")
+        if parsed.tzinfo is None:
+            raise ValueError("label_time must carry a UTC offset (RFC 3339), e.g. 2026-01-01T12:00:00Z")
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00
+            raise ValueError("label_time is out of the representable range") from None
+
+    @field_validator("label")
+    @classmethod
+    def _scorable(cls, value: bool | int | float | str) -> bool | int | float | str:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"label must be finite, got {value}")
+        if isinstance(value, str) and not 0 < len(value) <= ID_MAX_LENGTH:
+            raise ValueError(f"a label string must have 1-{ID_MAX_LENGTH} characters")
+        return value
+
+    @model_validator(mode="after")
+    def _names_a_prediction(self) -> Label:
+        if self.event_id is None and self.prediction_id is None:
+            raise ValueError("a label needs event_id or prediction_id (or both)")
+        return self
+
+    @field_serializer("label_time")
     def _rfc3339(self, value: datetime) -> str:
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
