@@ -352,3 +352,40 @@ def test_commands_find_the_stack_up_recorded(stack_settings: StackSettings) -> N
     assert result.returncode == 0, result.stderr
     assert not record.exists()
     assert ProducerSettings(DRIFTLINE_HOME=str(stack_settings.home)).kafka_source == "default"
+
+
+# --- the embedded broker's batch census and topic reset ------------------------------------------------
+
+
+def test_census_counts_every_batch_and_reset_empties_the_topics(
+    broker: BrokerProcess, settings: ProducerSettings
+) -> None:
+    from kafka import KafkaProducer
+
+    from driftline_tools.stack import broker_load
+    from producers.admin import reset_topics
+    from producers.kafka_clients import count_batches
+
+    list(ensure_topics(settings))
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, acks="all")
+    topic = settings.events_topic
+    for i in range(30):  # one record per batch, each awaited
+        producer.send(topic, b"x" * 100, partition=i % 2).get(timeout=10)
+    for _ in range(5):  # five batches of 20 records on partition 2
+        for _ in range(20):
+            producer.send(topic, b"y" * 100, partition=2)
+        producer.flush(timeout=10)
+    producer.close()
+
+    counted = {c.partition: c for c in count_batches(settings, [topic, "no-such-topic"])}
+    assert {p: (c.batches, c.records) for p, c in counted.items()} == {0: (15, 15), 1: (15, 15), 2: (5, 100)}
+    assert all(c.topic == topic and c.stored_bytes > 100 * c.records for c in counted.values())
+
+    load = broker_load(settings, fetch_max_wait_ms=1, pid=broker.running_pid())
+    mine = [p for p in load.partitions if p.topic == topic]
+    assert [p.batches for p in mine] == [15, 15, 5]
+    assert load.limit_batches == 1_000 and load.rss_bytes and load.rss_bytes > 0
+    assert mine[0].share_of_limit == pytest.approx(0.015) and not [w for w in load.warnings if topic in w]
+
+    reset_topics(settings)
+    assert [(c.batches, c.records) for c in count_batches(settings, [topic])] == [(0, 0)] * 3

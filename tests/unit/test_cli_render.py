@@ -758,3 +758,33 @@ def test_demo_command_renders_and_prints_json(monkeypatch: pytest.MonkeyPatch) -
     assert "Materializing 2 feature views" in as_json.stderr  # the job's own chatter goes to stderr
     data = json.loads(as_json.stdout)
     assert DemoResult(**{**data, "worker_log": Path(data["worker_log"])}) == DEMO
+
+
+def test_soak_capacity_check_refuses_a_run_past_the_brokers_limit_and_names_the_settings() -> None:
+    from driftline.settings import ProducerSettings, WorkerSettings
+    from driftline_tools.scenarios import soak_capacity_problem
+
+    producer = ProducerSettings(DRIFTLINE_PRODUCER_LINGER_MS=100, DRIFTLINE_TOPIC_PARTITIONS=4)
+    worker = WorkerSettings(DRIFTLINE_FETCH_MAX_WAIT_MS=50)
+    assert soak_capacity_problem(30, 200, producer, worker) is None  # 18,000 of 50,000 batches per partition
+    problem = soak_capacity_problem(120, 200, producer, worker)  # 72,000
+    assert problem is not None
+    assert "72,000 batches" in problem and "DRIFTLINE_PRODUCER_LINGER_MS" in problem
+    assert "DRIFTLINE_FETCH_MAX_WAIT_MS=50" in problem
+
+
+def test_partition_warnings_start_at_half_the_limit() -> None:
+    from driftline_tools.stack import PartitionLoad, load_warnings
+
+    parts = [PartitionLoad("t", 0, 24_999, 30_000, 1, 0.49998), PartitionLoad("t", 1, 25_000, 30_000, 1, 0.5)]
+    [warning] = load_warnings(parts, 50_000, 50)
+    assert warning.startswith("t[1] holds 25,000 batches, 50% of the 50,000") and "driftline topics reset" in warning
+
+
+def test_p99_of_an_interval_is_interpolated_within_its_bucket() -> None:
+    from driftline_tools.scenarios import _p99_of_delta
+
+    before = [(0.1, 0.0), (0.2, 0.0), (float("inf"), 0.0)]
+    after = [(0.1, 90.0), (0.2, 100.0), (float("inf"), 100.0)]
+    # 99 of 100 events: 90 below 0.1 s, so 9 of the 10 in (0.1, 0.2]: 0.1 + 0.1 * 9/10.
+    assert _p99_of_delta(before, after) == pytest.approx(0.19)

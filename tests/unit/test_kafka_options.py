@@ -144,3 +144,12 @@ def test_producers_get_driftline_defaults_and_the_connection(monkeypatch: pytest
     assert default["max_in_flight_requests_per_connection"] == 1
     assert default["security_protocol"] == "SASL_PLAINTEXT" and default["sasl_mechanism"] == "PLAIN"
     assert (tuned["linger_ms"], tuned["max_request_size"], tuned["acks"]) == (2, 6_000_000, "all")
+
+
+def test_the_embedded_limit_and_a_steady_producers_batches() -> None:
+    from driftline.kafka import embedded_partition_limit, projected_batches
+
+    assert embedded_partition_limit(50) == 50_000
+    # At most one batch per linger per partition, and never more batches than records.
+    assert projected_batches(1800, 200, 4, 100) == 18_000
+    assert projected_batches(1800, 2, 4, 100) == 900
