@@ -381,7 +381,11 @@ SCENARIOS: dict[str, tuple[Fault, dict[str, str]]] = {
     "rebalance: join, then leave": (join_and_leave, {}),
     "Redis paused 5 s": (pause_redis, {"DRIFTLINE_FEATURE_TIMEOUT_S": "0.5"}),
     "broker paused 8 s": (pause_broker, {}),
-    "broker paused 8 s, 2 s send timeout": (pause_broker_past_send_timeout, {"DRIFTLINE_SEND_TIMEOUT_S": "2"}),
+    # Events sent as they come (a 5 ms linger, not 100) keep a send in flight most of the time, so a
+    # freeze catches one; with 100 ms bursts the worker is idle between them and a freeze often misses.
+    "broker paused 8 s, 2 s send timeout": (
+        pause_broker_past_send_timeout, {"DRIFTLINE_SEND_TIMEOUT_S": "2", "DRIFTLINE_PRODUCER_LINGER_MS": "5"}
+    ),
     "0.9, 2 and 5 MB inputs mid-stream": (huge_inputs, {}),
 }
 
