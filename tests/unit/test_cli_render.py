@@ -693,9 +693,9 @@ def test_bench_command_renders_the_report_and_json(monkeypatch: pytest.MonkeyPat
 # --- demo -------------------------------------------------------------------------------------------
 
 DEMO = DemoResult(
-    sent=3000, invalid_sent=60, scored=2940, flagged=7, dead_lettered=60,
-    dead_letters_by_type={"invalid_field": 42, "missing_field": 6, "not_json": 12}, unaccounted=0, waited_s=0.3,
-    latency_p50_ms=35.5, latency_p99_ms=69.2, metrics_url="http://127.0.0.1:9108/metrics", metrics_scored=2940.0,
+    sent=3000, invalid_sent=60, scored=2940, flagged=12, dead_lettered=60,
+    dead_letters_by_type={"invalid_field": 42, "missing_field": 6, "not_json": 12}, unaccounted=0, waited_s=0.2,
+    latency_p50_ms=83.9, latency_p99_ms=143.8, metrics_url="http://127.0.0.1:9108/metrics", metrics_scored=2940.0,
     metrics_dead_lettered=60.0, model="fraud", model_version="20260101T000000Z",
     worker_log=Path("/home/demo/worker.log"), stack_running=True,
 )
@@ -707,10 +707,10 @@ def test_demo_summary_keeps_the_readme_facts() -> None:
     assert summary.title == "driftline demo summary"
     assert cells(summary) == [
         ["sent", "3000 (60 deliberately invalid)"],
-        ["scored", "2940 (flagged as fraud: 7)"],
+        ["scored", "2940 (flagged as fraud: 12)"],
         ["dead-lettered", "60 (invalid_field 42, missing_field 6, not_json 12)"],
-        ["unaccounted", "0 (after waiting 0.3s)"],
-        ["latency event_time -> scored", "p50 35.5 ms, p99 69.2 ms"],
+        ["unaccounted", "0 (after waiting 0.2s)"],
+        ["latency event_time -> scored", "p50 83.9 ms, p99 143.8 ms"],
         [
             "worker metrics",
             "http://127.0.0.1:9108/metrics: driftline_events_processed_total scored=2940 dead_lettered=60",
