@@ -33,7 +33,7 @@ from driftline.errors import ConfigError, DriftlineError
 from driftline.kafka import embedded_partition_limit, projected_batches
 from driftline.settings import ProducerSettings, TrainingSettings, WorkerSettings
 from driftline_tools.runner import WorkerProcess, metric_value
-from driftline_tools.stack import BrokerProcess, RedisProcess, free_port
+from driftline_tools.stack import BrokerProcess, RedisProcess, free_port, rss_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -487,10 +487,8 @@ def write_soak_files(result: SoakResult, out_dir: Path) -> tuple[Path, Path]:
 
 
 def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    rss = rss_bytes(pid)
+    return rss / 2**20 if rss is not None else float("nan")
 
 
 def _buckets(page: str, name: str) -> list[tuple[float, float]]:

@@ -197,7 +197,7 @@ class PartitionBatches:
     partition: int
     batches: int
     records: int
-    stored_bytes: int  # the batches' size on the wire; the embedded broker adds about 1.4 KB per batch
+    stored_bytes: int  # the batches' size on the wire; the embedded broker keeps more per batch
 
 
 #: Wait of the census's own fetches: long enough to list millions of batches on the embedded broker.
@@ -205,8 +205,10 @@ _CENSUS_WAIT_MS = 5_000
 _CENSUS_FETCH_BYTES = 8 * 1024 * 1024
 
 
-def count_batches(settings: KafkaSettings, topics: Sequence[str], timeout_s: float = 30.0) -> list[PartitionBatches]:
-    """Read every partition of ``topics`` from its first offset and count its record batches.
+def count_batches(
+    settings: KafkaSettings, topics: Sequence[str] | None = None, timeout_s: float = 30.0
+) -> list[PartitionBatches]:
+    """Read every partition of ``topics`` (default: every topic but the internal ones) and count its batches.
 
     The consumer API hides batches, so this sends Fetch requests itself and walks the batch headers.
     It reads whole partitions: seconds for a few hundred MB, meant for an operator's status check.
@@ -220,6 +222,8 @@ def count_batches(settings: KafkaSettings, topics: Sequence[str], timeout_s: flo
     manager = admin._manager  # kafka-python's connection manager: the one way to send a raw request
     counted: list[PartitionBatches] = []
     try:
+        if topics is None:
+            topics = sorted(t for t in admin.list_topics() if not t.startswith("__"))
         described = {t["name"]: t for t in admin.describe_topics(list(topics))} if topics else {}
         for topic in topics:
             info = described.get(topic)
