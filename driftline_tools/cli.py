@@ -1387,12 +1387,17 @@ def bench(
     drain_events: Annotated[int | None, typer.Option(help="Backlog drained to measure max throughput.")] = None,
     phase_seconds: Annotated[float | None, typer.Option(help="Seconds of each fixed-load latency step.")] = None,
     out_dir: Annotated[Path, typer.Option(help="Folder for the JSON and PNG results.")] = Path("var/bench"),
+    only: Annotated[list[str] | None, typer.Option(
+        "--only", help="Run driftline and only these contenders (repeatable): naive, raw-floor, quix, quix-tuned.",
+    )] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Measure naive Faust, driftline and a raw asyncio floor on one throwaway stack; print ratios."""
     import dataclasses
     import signal
 
+    from driftline.errors import ConfigError
+    from driftline_tools.bench.measure import CONTENDERS
     from driftline_tools.bench.run import BenchConfig, run_bench
 
     # SIGTERM unwinds like an exception, so the throwaway broker, Redis and workers are stopped.
@@ -1402,6 +1407,11 @@ def bench(
         config = dataclasses.replace(config, drain_events=drain_events)
     if phase_seconds is not None:
         config = dataclasses.replace(config, phase_seconds=phase_seconds)
+    if only:
+        unknown = sorted(set(only) - set(CONTENDERS) - {"driftline"})
+        if unknown:
+            raise ConfigError(f"unknown contender(s) {', '.join(unknown)}; choose from {', '.join(CONTENDERS)}")
+        config = dataclasses.replace(config, others=tuple(c for c in CONTENDERS if c in only and c != "driftline"))
     with _job_output_to_stderr():
         report, json_path, png_path = run_bench(config, out_dir)
     if as_json:

@@ -81,6 +81,8 @@ class BenchConfig:
     #: joined after the backlog was gone would otherwise rebalance inside the first step.
     settle_s: float = 8.0
     smoke: bool = False
+    #: The contenders besides driftline (always run: it is the reference load); all of them by default.
+    others: tuple[ContenderName, ...] = ("naive", "raw-floor", *QUIX_VARIANTS)
 
     @classmethod
     def smoke_run(cls, workers: int = 1) -> BenchConfig:
@@ -288,8 +290,8 @@ def run_bench(config: BenchConfig, out_dir: Path, home: Path | None = None) -> t
             "naive": _start_module("driftline_tools.bench.naive_app", []),
             "raw-floor": _start_module("driftline_tools.bench.raw_floor", ["--layout", str(layout_path)]),
         }
-        peers: tuple[ContenderName, ...] = QUIX_VARIANTS
-        unavailable = quix_unavailable()
+        peers = tuple(name for name in QUIX_VARIANTS if name in config.others)
+        unavailable = quix_unavailable() if peers else None
         if unavailable is not None:
             logger.warning("the Quix peers are left out: %s", unavailable)
             peers = ()
@@ -297,7 +299,7 @@ def run_bench(config: BenchConfig, out_dir: Path, home: Path | None = None) -> t
             starters[variant] = _start_command(variant, [str(QUIX_APP), "--variant", variant])
         ours = run_contender(served, "driftline", starters["driftline"], config, pool, None)
         results = {"driftline": ours}
-        for name in ("naive", "raw-floor", *peers):
+        for name in (*(n for n in ("naive", "raw-floor") if n in config.others), *peers):
             drain = config.peer_drain_events if name in QUIX_VARIANTS else None
             results[name] = run_contender(served, name, starters[name], config, pool, ours.max_throughput_per_s,
                                           drain)
@@ -310,7 +312,7 @@ def run_bench(config: BenchConfig, out_dir: Path, home: Path | None = None) -> t
                   "producer_linger_ms": str(BENCH_PRODUCER_LINGER_MS), "model_threads": str(worker.model_threads),
                   "drain_events": str(config.drain_events),
                   "peer_drain_events": str(config.peer_drain_events), "phase_seconds": str(config.phase_seconds)},
-        contenders=[results[name] for name in ("naive", "driftline", "raw-floor", *peers)],
+        contenders=[results[name] for name in ("naive", "driftline", "raw-floor", *peers) if name in results],
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"bench-{started.strftime('%Y%m%dT%H%M%SZ')}-w{config.workers}{'-smoke' if config.smoke else ''}"
