@@ -13,6 +13,24 @@ from pathlib import Path
 
 from driftline.errors import StackError
 
+_PR_SET_PDEATHSIG = 1
+
+
+def stop_with_parent() -> None:
+    """In a child, before exec: have Linux send it SIGTERM when the process that started it dies.
+
+    A worker, benchmark contender or scenario child whose parent was killed (SIGKILL, a closed
+    terminal) would otherwise go on consuming from the group with nobody to stop it. Linux ties this to
+    the starting *thread*: start children from a thread that lives as long as they should. Elsewhere a no-op.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 
 class WorkerProcess:
     """A worker child process with its own environment and log file."""
@@ -35,6 +53,7 @@ class WorkerProcess:
             self.popen = subprocess.Popen(
                 [sys.executable, "-m", "driftline_tools.cli", "worker"],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=stop_with_parent,
             )
         return self
 

@@ -1,13 +1,12 @@
-"""The worker's agent: a micro-batch in, predictions and dead letters out, then the offsets.
+"""The worker's scoring loop: a micro-batch in, predictions and dead letters out, then the offsets.
 
 Thin by design: the batch logic is ``stream_app.core.pipeline``, delivery is
-``stream_app.adapters.publisher``. Delivery is at-least-once, and an input's offset is committed
-only after the broker has acknowledged an output for it: the agent holds a reference on every
-event of a batch (Faust commits an offset when an event's last reference is released) and
-releases it only when the publisher has delivered every output of the batch. Faust's
-``take_events`` releases its own reference when the agent moves on, even after an error or a
-cancellation, so without the agent's hold a failed batch would be committed unanswered. A crash
-or a stop in between redelivers the batch; its predictions repeat with the same ``prediction_id``.
+``stream_app.adapters.publisher``. The events topic is read in batches through Faust's consumer
+(``stream_app.transport.BatchIntake``: each fetch's messages as one list, without Faust's
+per-message stream machinery). Delivery is at-least-once: an input is acknowledged to Faust's
+consumer, which commits acknowledged offsets, only after the broker has acknowledged every output
+of its batch, and batches are finished in the order they were read. A crash or a stop in between
+redelivers the batch; its predictions repeat with the same ``prediction_id``.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import faust
+from faust.types import Message
 
 from drift.log import DriftLogRecord, append_record, drift_log_path
 from driftline.settings import WorkerSettings
@@ -33,6 +32,7 @@ from stream_app.app import Topics
 from stream_app.core.canary_guard import CanaryGuard, GuardLimits
 from stream_app.core.outputs import Output, dead_letter_output, prediction_output
 from stream_app.core.pipeline import BatchResult, Clock, RawRecord, process_batch
+from stream_app.transport import BatchIntake, DriftlineApp
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +55,7 @@ def _guarded(name: str, body: Callable[[], Awaitable[None]]) -> Callable[[], Awa
     return run
 
 
-def _record(event: Any) -> RawRecord:
-    message = event.message
+def _record(message: Message) -> RawRecord:
     return RawRecord(
         key=message.key, value=message.value, topic=message.topic,
         partition=message.partition, offset=message.offset,
@@ -79,7 +78,7 @@ def batch_outputs(result: BatchResult, topics: Topics, max_request_bytes: int) -
 class InFlight:
     """A scored batch whose outputs are with the producer, awaiting the broker's acknowledgement."""
 
-    events: Sequence[Any]
+    messages: Sequence[Message]
     records: list[RawRecord]
     result: BatchResult
     parts: list[tuple[ServingModel, BatchResult]]
@@ -93,7 +92,7 @@ class InFlight:
 
 
 def register_agents(
-    app: faust.App, topics: Topics, holder: ModelHolder, metrics: WorkerMetrics, clock: Clock,
+    app: DriftlineApp, topics: Topics, holder: ModelHolder, metrics: WorkerMetrics, clock: Clock,
     settings: WorkerSettings, drift_log_home: Path | None = None,
 ) -> None:
     """Attach the scoring agent and the model-refresh timer to ``app``."""
@@ -117,12 +116,13 @@ def register_agents(
 
     def finish(batch: InFlight) -> None:
         delivery = batch.delivery.result()
-        for event in batch.events:
-            event.ack()
+        ack = app.consumer.ack
+        for message in batch.messages:
+            ack(message)
         result, serving, canary = batch.result, batch.serving, batch.canary
         acked_at = time.time()
         metrics.observe_batch(
-            result, len(batch.events), batch.output_s, clock.perf() - batch.handed_over,
+            result, len(batch.messages), batch.output_s, clock.perf() - batch.handed_over,
             (acked_at - p.event_time.timestamp() for i, p in enumerate(result.predictions)
              if i not in delivery.refused_predictions),
             refused_predictions=len(delivery.refused_predictions), intake_s=batch.intake_s,
@@ -142,49 +142,59 @@ def register_agents(
         if batch.shadow is not None:
             start_shadow(batch.shadow, batch.records, result)
 
-    async def score_events(stream: faust.StreamT[bytes]) -> None:
-        nonlocal publisher
-        # take_events is on the concrete Stream only; it yields events with their offsets.
-        assert isinstance(stream, faust.Stream)
+    async def score_events() -> None:
         try:
-            async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
-                loop_started = clock.perf()
-                for event in events:
-                    event.message.incref()  # released in finish(), once the batch's outputs are acknowledged
-                # Each slot is read once: a model swap never splits a batch.
-                serving, canary, shadow = holder.current, holder.canary, holder.shadow
-                records = [_record(e) for e in events]
-                routed = await score_routed(records, serving, canary, settings.canary_percent, clock)
-                started = clock.perf()
-                # Reading the messages, and routing around the pipeline's own stages, count as decode.
-                intake_s = started - loop_started - routed.result.stage_s
-                if publisher is None:
-                    publisher = Publisher(
-                        app.producer, topics.dead_letters.get_topic_name(), settings.max_request_bytes, metrics,
-                        clock.now, blocked_after_s=settings.send_timeout_s,
-                    )
-                outputs = batch_outputs(routed.result, topics, settings.max_request_bytes)
-                sent = await publisher.send(outputs)
-                handed_over = clock.perf()
-                delivery = asyncio.ensure_future(publisher.deliver(outputs, serving.model.metadata.version, sent))
-                output_s = routed.result.records_s + handed_over - started  # records, encoding, hand-over
-                batch = InFlight(events, records, routed.result, routed.parts, serving, canary, shadow,
-                                 intake_s, output_s, handed_over, delivery)
-                in_flight.append(batch)
-                batch.delivery.add_done_callback(drain)
-                held = clock.perf()
-                while len(in_flight) >= settings.outputs_in_flight:  # hold the inputs: consume nothing more
-                    await asyncio.wait([in_flight[0].delivery])
-                    drain()
-                    if in_flight and in_flight[0].delivery.done():
-                        in_flight[0].delivery.result()  # a delivery that failed unexpectedly stops the agent
-                done = clock.perf()
-                metrics.stage_seconds.labels("held").observe(done - held)
-                metrics.batch_seconds.observe(done - loop_started)
+            while True:
+                fetched = await intake.get()
+                for start in range(0, len(fetched), settings.batch_size):
+                    await score_batch(fetched[start:start + settings.batch_size])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Never expected (bad input is data, delivery retries). Stop the worker rather than score on
+            # past a batch that can never be acknowledged: a restart redelivers it.
+            logger.exception("the scoring loop failed; the worker stops and its uncommitted events are redelivered")
+            await app.crash(exc)
         finally:
             for pending in in_flight:
                 pending.delivery.cancel()
             in_flight.clear()
+
+    async def score_batch(messages: list[Message]) -> None:
+        nonlocal publisher
+        loop_started = clock.perf()
+        # Each slot is read once: a model swap never splits a batch.
+        serving, canary, shadow = holder.current, holder.canary, holder.shadow
+        records = [_record(m) for m in messages]
+        routed = await score_routed(records, serving, canary, settings.canary_percent, clock)
+        started = clock.perf()
+        # Reading the messages, and routing around the pipeline's own stages, count as decode.
+        intake_s = started - loop_started - routed.result.stage_s
+        if publisher is None:
+            publisher = Publisher(
+                app.producer, topics.dead_letters.get_topic_name(), settings.max_request_bytes, metrics,
+                clock.now, blocked_after_s=settings.send_timeout_s,
+            )
+        outputs = batch_outputs(routed.result, topics, settings.max_request_bytes)
+        sent = await publisher.send(outputs)
+        handed_over = clock.perf()
+        delivery = asyncio.ensure_future(publisher.deliver(outputs, serving.model.metadata.version, sent))
+        output_s = routed.result.records_s + handed_over - started  # records, encoding, hand-over
+        batch = InFlight(messages, records, routed.result, routed.parts, serving, canary, shadow,
+                         intake_s, output_s, handed_over, delivery)
+        in_flight.append(batch)
+        batch.delivery.add_done_callback(drain)
+        held = clock.perf()
+        while True:
+            if in_flight and in_flight[0].delivery.done():
+                in_flight[0].delivery.result()  # a delivery that failed unexpectedly stops the loop
+            if len(in_flight) < settings.outputs_in_flight:
+                break
+            await asyncio.wait([in_flight[0].delivery])  # hold the inputs: consume nothing more
+            drain()
+        done = clock.perf()
+        metrics.stage_seconds.labels("held").observe(done - held)
+        metrics.batch_seconds.observe(done - loop_started)
 
     shadow_task: asyncio.Task[None] | None = None
 
@@ -267,7 +277,10 @@ def register_agents(
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
         metrics.assigned_partitions.set(0)
 
-    app.agent(topics.events, name="score_events", concurrency=1)(score_events)
+    # The events topic is subscribed through the conductor, like an agent's, and read whole fetches at a time.
+    intake = app.batch_intake = BatchIntake({topics.events.get_topic_name()})
+    app.topics.add(topics.events)
+    app.task(score_events)
     app.timer(settings.model_poll_s)(_guarded("refresh_model", refresh_model))
     app.timer(LAG_INTERVAL_S)(_guarded("report_lag", report_lag))
     app.timer(CANARY_CHECK_S)(_guarded("check_canary", check_canary))

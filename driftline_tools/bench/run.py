@@ -50,6 +50,7 @@ from driftline_tools.bench.measure import (
     sustained_window,
 )
 from driftline_tools.bench.plot import write_plot
+from driftline_tools.runner import stop_with_parent
 from driftline_tools.scenarios import World, world
 from feature_repo.redis_reader import layout_from_store
 
@@ -137,6 +138,7 @@ def _start_command(label: str, argv: list[str]) -> Callable[[World, dict[str, st
                 popens.append(subprocess.Popen(
                     [sys.executable, *argv], env={**os.environ, **env},
                     stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    preexec_fn=stop_with_parent,
                 ))
 
         def stop() -> None:
