@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from driftline.contracts import TRUNCATED_KEEP_BYTES, DeadLetter, Prediction
+from driftline.contracts import TRUNCATED_KEEP_BYTES, DeadLetter, Prediction, encode_prediction
 from stream_app.core.pipeline import RawRecord
 
 #: What a record costs beyond its key and value in a produce request (batch header, record
@@ -49,7 +49,7 @@ class Output:
 def prediction_output(prediction: Prediction, source: RawRecord, topic: str) -> Output:
     """The prediction record, keyed by its first entity key (the event id when it has none)."""
     key = str(next(iter(prediction.entities.values()), prediction.event_id)).encode()
-    return Output("prediction", topic, key, prediction.model_dump_json().encode(), source)
+    return Output("prediction", topic, key, encode_prediction(prediction), source)
 
 
 def dead_letter_output(letter: DeadLetter, topic: str, max_request_bytes: int) -> Output:
