@@ -30,7 +30,7 @@ HOUR_MAX = 23
 
 Channel = Literal["online", "pos", "atm"]
 
-#: Why an event became a dead letter; bounded so it can label a metric.
+#: Why an event (or a label) became a dead letter; bounded so it can label a metric.
 DeadLetterType = Literal[
     "too_large",  # above the configured size, never parsed
     "not_json",  # not UTF-8 JSON, or not a JSON object
@@ -39,6 +39,15 @@ DeadLetterType = Literal[
     "duplicate_field",  # a JSON key appears twice, so which value is meant is ambiguous
     "scoring_failed",  # the model raised on this event's vector (should never happen)
     "output_failed",  # its prediction could not be published (too large for the topic, topic refused)
+    # A label's dead letter carries its LabelRejectionType (too_large is shared): see LabelRejectionType below.
+    "malformed",
+    "missing_id",
+    "bad_label",
+    "from_the_future",
+    "unknown_prediction",
+    "expired",
+    "duplicate",
+    "id_mismatch",
 ]
 
 #: Bytes of a dead-letter record that are not the original input: its fields, the reason (capped

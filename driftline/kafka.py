@@ -114,3 +114,35 @@ def projected_batches(seconds: float, rate: float, partitions: int, linger_ms: i
     per_partition_records = seconds * rate / max(1, partitions)
     per_partition_flushes = seconds * 1000 / max(1, linger_ms)
     return int(min(per_partition_records, per_partition_flushes))
+
+
+#: Bytes of a generated example event on the wire, for projecting an unthrottled run's batches (measured
+#: encoded events are 250-330 bytes; the smaller figure projects more batches).
+EVENT_BYTES_ESTIMATE = 250
+#: A run may fill a partition of the embedded broker to this share of its limit.
+PRODUCE_MAX_SHARE_OF_LIMIT = 0.8
+
+
+def produce_capacity_problem(
+    held_batches: int, count: int, rate: float, partitions: int, linger_ms: int, batch_bytes: int,
+    fetch_max_wait_ms: int,
+) -> str | None:
+    """Why publishing ``count`` events at ``rate`` would take the fullest events partition past the limit, or None.
+
+    ``held_batches`` is what the fullest partition holds now. A throttled run adds at most one batch per
+    linger interval per partition; an unthrottled one fills batches by size.
+    """
+    if rate > 0:
+        added = projected_batches(count / rate, rate, partitions, linger_ms)
+    else:
+        per_batch = max(1, batch_bytes // EVENT_BYTES_ESTIMATE)
+        added = -(-count // (per_batch * max(1, partitions)))
+    limit = embedded_partition_limit(fetch_max_wait_ms)
+    if held_batches + added <= PRODUCE_MAX_SHARE_OF_LIMIT * limit:
+        return None
+    return (
+        f"the embedded broker's fullest events partition holds {held_batches:,} batches and this run would add "
+        f"about {added:,}, past {PRODUCE_MAX_SHARE_OF_LIMIT:.0%} of the {limit:,} its fetches can list "
+        f"(DRIFTLINE_FETCH_MAX_WAIT_MS={fetch_max_wait_ms}); run `driftline topics reset` (workers stopped), "
+        f"raise DRIFTLINE_PRODUCER_LINGER_MS (now {linger_ms}), or publish fewer events"
+    )

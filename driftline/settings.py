@@ -188,6 +188,10 @@ class KafkaSettings(_Base):
         default=None, validation_alias=_env("DRIFTLINE_SHADOW_TOPIC"),
         description="Where a shadow version's predictions go; unset: <predictions topic>-shadow.",
     )
+    labels_topic: str = Field(
+        default="labels", min_length=1, validation_alias=_env("DRIFTLINE_LABELS_TOPIC"),
+        description="Delayed outcomes (Label records) joined to the predictions they are about.",
+    )
     topic_partitions: int = Field(default=4, ge=1, validation_alias=_env("DRIFTLINE_TOPIC_PARTITIONS"))
     # The embedded broker slows with every batch a partition holds (see driftline.kafka): a producer
     # must fill batches, not send one record each. 100 ms gives ~5 records per partition and batch at
@@ -496,6 +500,50 @@ class WorkerSettings(KafkaSettings, FeastSettings, ModelSettings):
         default=0.1, ge=0, validation_alias=_env("DRIFTLINE_DRIFT_MIN_PSI"),
         description="Effect-size floor: a significant input is flagged only if its PSI reaches this.",
     )
+    # The feedback loop (docs/feedback-loop.md): labels joined to predictions kept in Redis.
+    label_join: bool = Field(
+        default=True, validation_alias=_env("DRIFTLINE_LABEL_JOIN"),
+        description="Keep each prediction in Redis for the label window and join the labels topic to it; "
+                    "false: no labels topic read, nothing kept (about 606 bytes per prediction otherwise).",
+    )
+    label_window_s: float = Field(
+        default=7 * 86_400.0, gt=0, le=366 * 86_400.0, validation_alias=_env("DRIFTLINE_LABEL_WINDOW_S"),
+        description="A label arriving later than this after its prediction was scored is refused as expired; "
+                    "set it above the longest label delay that matters (card chargebacks: the dispute window).",
+    )
+    label_grace_s: float = Field(
+        default=86_400.0, ge=0, le=30 * 86_400.0, validation_alias=_env("DRIFTLINE_LABEL_GRACE_S"),
+        description="How much longer than the label window the join store keeps a prediction, so a late label "
+                    "is counted as expired rather than unknown.",
+    )
+    label_max_bytes: int = Field(
+        default=4096, ge=256, le=65_536, validation_alias=_env("DRIFTLINE_LABEL_MAX_BYTES"),
+        description="Larger label messages are dead-lettered unparsed (too_large).",
+    )
+    join_prefix: str = Field(
+        default="driftline:join:", min_length=1, max_length=64, validation_alias=_env("DRIFTLINE_JOIN_PREFIX"),
+        description="Prefix of the join store's Redis keys, so deployments and tests sharing a Redis do not collide.",
+    )
+    join_timeout_s: float = Field(
+        default=2.0, gt=0, le=60, validation_alias=_env("DRIFTLINE_JOIN_TIMEOUT_S"),
+        description="Longest wait for one round trip to the join store (remember, lookup or mark).",
+    )
+    performance_window: int = Field(
+        default=5_000, ge=10, le=1_000_000, validation_alias=_env("DRIFTLINE_PERFORMANCE_WINDOW"),
+        description="Labelled predictions per model version the live performance is computed over.",
+    )
+    performance_min_labels: int = Field(
+        default=200, ge=1, validation_alias=_env("DRIFTLINE_PERFORMANCE_MIN_LABELS"),
+        description="Below this many labels in the window, live performance is shown but not trusted (alerts wait).",
+    )
+    cbpe_window: int = Field(
+        default=20_000, ge=10, le=1_000_000, validation_alias=_env("DRIFTLINE_CBPE_WINDOW"),
+        description="Scores per binary model version the confidence-based performance estimate is computed over.",
+    )
+    cbpe_min_scores: int = Field(
+        default=500, ge=1, validation_alias=_env("DRIFTLINE_CBPE_MIN_SCORES"),
+        description="Below this many scores in the window, the estimate is shown but not trusted.",
+    )
     metrics_host: str = Field(default="127.0.0.1", validation_alias=_env("DRIFTLINE_METRICS_HOST"))
     metrics_port: int = Field(default=9108, ge=0, le=65535, validation_alias=_env("DRIFTLINE_METRICS_PORT"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
@@ -514,6 +562,10 @@ class WorkerSettings(KafkaSettings, FeastSettings, ModelSettings):
                 f"fit in its dead letter; use at most {largest}, or raise the request size"
             )
         return self
+
+
+#: The metric ``driftline retrain``'s gate compares (training.gate).
+GateMetric = Literal["pr_auc", "roc_auc"]
 
 
 class WorldSettings(_Base):
@@ -547,6 +599,73 @@ class TrainingSettings(FeastSettings, ModelSettings, WorldSettings):
     def _data_start_in_utc(cls, value: object) -> object:
         # An empty variable counts as unset, as for the other settings.
         return None if value is None or (isinstance(value, str) and not value.strip()) else utc_instant(value)
+
+
+class RetrainSettings(KafkaSettings, TrainingSettings):
+    """``driftline retrain`` and ``driftline webhook``: the window, the gate, the guards, the webhook.
+
+    They live beside the retrain until they move to ``driftline/settings.py`` with the other deployables'
+    settings (and their README rows); the inherited Kafka, Feast, MLflow and world settings are README's.
+    """
+
+    retrain_window_hours: float = Field(
+        default=24.0, gt=0, validation_alias=_env("DRIFTLINE_RETRAIN_WINDOW_HOURS"),
+        description="Events of the last this many hours (by event time) with a label make the training set.",
+    )
+    retrain_min_labels: int = Field(
+        default=500, ge=1, validation_alias=_env("DRIFTLINE_RETRAIN_MIN_LABELS"),
+        description="Least labels that must have arrived since the last retrain (storm guard).",
+    )
+    retrain_cooldown_minutes: float = Field(
+        default=360.0, ge=0, validation_alias=_env("DRIFTLINE_RETRAIN_COOLDOWN_MINUTES"),
+        description="Least time between two retrains (storm guard).",
+    )
+    retrain_margin: float = Field(
+        default=0.0, ge=0, lt=1, validation_alias=_env("DRIFTLINE_RETRAIN_MARGIN"),
+        description="The lower bound of the difference's CI must exceed this to promote.",
+    )
+    retrain_metric: GateMetric = Field(
+        default="pr_auc", validation_alias=_env("DRIFTLINE_RETRAIN_METRIC"),
+        description="The metric the gate compares: pr_auc (average precision, for a rare positive class) or roc_auc.",
+    )
+    retrain_confidence: float = Field(
+        default=0.95, gt=0, lt=1, validation_alias=_env("DRIFTLINE_RETRAIN_CONFIDENCE"),
+        description="Confidence of the percentile interval of the metric difference.",
+    )
+    retrain_bootstrap_samples: int = Field(
+        default=1000, ge=100, le=100_000, validation_alias=_env("DRIFTLINE_RETRAIN_BOOTSTRAP_SAMPLES"),
+        description="Paired resamples of the holdout the interval is computed from.",
+    )
+    retrain_holdout_fraction: float = Field(
+        default=0.3, gt=0, lt=1, validation_alias=_env("DRIFTLINE_RETRAIN_HOLDOUT_FRACTION"),
+        description="The latest share of the window (by event time) both models are compared on.",
+    )
+    retrain_read_idle_s: float = Field(
+        default=2.0, gt=0, validation_alias=_env("DRIFTLINE_RETRAIN_READ_IDLE_S"),
+        description="The topic read ends once nothing has come for this long.",
+    )
+    retrain_max_read_s: float = Field(
+        default=120.0, gt=0, validation_alias=_env("DRIFTLINE_RETRAIN_MAX_READ_S"),
+        description="The topic read ends after this long even if records keep coming.",
+    )
+    # The worker's name and default, so a label training accepts is one the worker accepts.
+    max_future_skew_s: float = Field(
+        default=300.0, ge=0, validation_alias=_env("DRIFTLINE_MAX_FUTURE_SKEW_S"),
+        description="A label timed further than this ahead of the retrain's clock is refused (from_the_future).",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, validation_alias=_env("DRIFTLINE_WEBHOOK_SECRET"),
+        description="Bearer token Grafana sends to POST /retrain (16 characters or more); the webhook refuses to "
+        "start without it.",
+    )
+    webhook_host: str = Field(
+        default="127.0.0.1", validation_alias=_env("DRIFTLINE_WEBHOOK_HOST"),
+        description="Address `driftline webhook` listens on (0.0.0.0 in a container).",
+    )
+    webhook_port: int = Field(
+        default=9110, ge=0, le=65535, validation_alias=_env("DRIFTLINE_WEBHOOK_PORT"),
+        description="Port of `driftline webhook` (POST /retrain, GET /metrics).",
+    )
 
 
 class StackSettings(_Base):

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from driftline.settings import KafkaSettings, RedisSettings
     from driftline_tools.bench.measure import BenchReport
     from driftline_tools.demo import DemoResult
+    from driftline_tools.feedback import FeedbackResult
     from driftline_tools.scenarios import P99Comparison, ScenarioResult, SoakResult, SoakSample
     from driftline_tools.simulation import DriftSimulation
     from driftline_tools.stack import BrokerLoad, ServiceStatus
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from producers.publish import PublishSummary
     from training.data import GenerateResult
     from training.register import RegisterResult
+    from training.retrain import RetrainReport
     from training.train import TrainResult
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ app.add_typer(dead_app, name="dead-letters")
 app.add_typer(drift_app, name="drift")
 topics_app = typer.Typer(help="driftline's topics: create (no subcommand) or reset.")
 app.add_typer(topics_app, name="topics")
+scenario_app = typer.Typer(no_args_is_help=True, help="End-to-end scenarios on throwaway services.")
+app.add_typer(scenario_app, name="scenario")
 
 
 @app.callback()
@@ -771,6 +775,153 @@ def train(
         _show(*train_renderables(result))
 
 
+def retrain_headline(report: RetrainReport) -> str:
+    """One line: what the retrain did (or would do, in a dry run) and why."""
+    if report.outcome == "promoted":
+        did = (f"would promote the challenger over version {report.champion_version}" if report.dry_run else
+               f"promoted version {report.challenger_version} to production (was {report.champion_version})")
+    elif report.outcome == "kept_champion":
+        kept = f"kept version {report.champion_version} in production"
+        did = kept if report.dry_run else f"{kept}; version {report.challenger_version} is shadow"
+    elif report.outcome in ("cooldown", "too_few_labels"):
+        did = f"held back ({report.outcome})"
+    else:
+        did = f"stopped ({report.outcome}), production untouched"
+    dry = " (dry run)" if report.dry_run else ""
+    return f"retrain of {report.model}{dry}: {did}: {report.reason}"
+
+
+def retrain_renderables(report: RetrainReport) -> list[RenderableType]:
+    """What ``driftline retrain`` decided and why: the headline, then the window, the gate, both models' metrics.
+
+    A retrain stopped before reading anything (cooldown, no champion, a service out of reach) is its
+    headline alone: there is nothing else to show.
+    """
+    from rich.text import Text
+
+    renderables: list[RenderableType] = [Text(retrain_headline(report))]
+    if report.labelled_rows is None:
+        return renderables
+    skipped = ", ".join(f"{k} {v}" for k, v in report.skipped_labels.items()) or "none"
+    last = report.last_retrain
+    rows: list[list[object]] = [
+        ["model", f"{report.model}: champion (production) {report.champion_version or '-'}, "
+                  f"challenger {report.challenger_version or '-'}"],
+        ["window", f"{report.window_start:%Y-%m-%d %H:%M} .. {report.window_end:%Y-%m-%d %H:%M} UTC "
+                   f"(topics: events + {report.labels_topic})"],
+        ["labels", f"{report.labelled_rows} labelled rows ({report.positives} positive, {report.new_labels} new) "
+                   f"from {report.events_read} events and {report.labels_read} labels read "
+                   f"(read ended: {report.read_stopped}); labels skipped: {skipped}"],
+        ["last retrain", f"run {last.run_id} at {last.started_at:%Y-%m-%d %H:%M} UTC on {last.labels} labels"
+                         if last else "none"],
+    ]
+    if report.train_rows is not None:
+        rows.append(["split", f"train {report.train_rows} rows, holdout {report.holdout_rows} rows from "
+                              f"{report.holdout_start:%Y-%m-%d %H:%M}"])
+    gate = report.gate
+    if gate is not None and gate.ci_low is not None and gate.ci_high is not None and gate.difference is not None:
+        rows.append(["gate", f"{gate.metric} difference {gate.difference:+.4f}, {gate.confidence:.0%} CI "
+                             f"[{gate.ci_low:+.4f}, {gate.ci_high:+.4f}] vs margin {gate.margin:g} "
+                             f"({gate.valid_samples}/{gate.samples} resamples, {gate.positives} positives "
+                             f"in {gate.rows} rows)"])
+    if report.run_id:
+        rows.append(["MLflow run", report.run_id])
+    rows.append(["trigger", f"{report.trigger}{' ' + report.request_id if report.request_id else ''}, "
+                            f"{report.seconds:.1f}s"])
+    renderables.append(_facts(None, rows))
+    if report.challenger_metrics or report.champion_metrics:
+        names = ("pr_auc", "roc_auc", "brier", "precision_at_threshold", "recall_at_threshold")
+        metrics = _table(
+            "holdout metrics (same rows)", ["metric", "challenger", "champion"],
+            [[n, _figure(report.challenger_metrics.get(n), ".4f"), _figure(report.champion_metrics.get(n), ".4f")]
+             for n in names],
+        )
+        for column in metrics.columns[1:]:
+            column.justify = "right"
+        renderables.append(metrics)
+    if report.alias_moves:
+        renderables.append(history_table(report.alias_moves))
+    if report.outcome == "promoted" and not report.dry_run:
+        renderables.append(Text("undo with `driftline model rollback --reason ...`"))
+    return renderables
+
+
+@app.command("retrain")
+def retrain(
+    window_hours: Annotated[
+        float | None,
+        typer.Option(min=0.01, help="Labelled events of the last H hours (DRIFTLINE_RETRAIN_WINDOW_HOURS)."),
+    ] = None,
+    min_labels: Annotated[
+        int | None, typer.Option(min=1, help="Least new labels since the last retrain (DRIFTLINE_RETRAIN_MIN_LABELS).")
+    ] = None,
+    cooldown_minutes: Annotated[
+        float | None, typer.Option(min=0, help="Least minutes since the last retrain "
+                                   "(DRIFTLINE_RETRAIN_COOLDOWN_MINUTES).")
+    ] = None,
+    margin: Annotated[
+        float | None, typer.Option(min=0, max=0.99, help="The CI's lower bound must exceed it "
+                                   "(DRIFTLINE_RETRAIN_MARGIN).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide, but register nothing and move no alias.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Retrain on recent labelled events; promote the challenger only if it beats production (paired bootstrap).
+
+    Exit 0 when the gate decided (promoted or not), 3 when a guard held the retrain back (cooldown, too few
+    new labels), 2 without a usable champion, 1 when the challenger failed.
+    """
+    from driftline.settings import RetrainSettings
+    from training.retrain import RetrainPolicy
+    from training.retrain import retrain as run_retrain
+
+    settings = RetrainSettings()
+    _log_connections(settings)
+    policy = RetrainPolicy.from_settings(
+        settings, window_hours=window_hours, min_labels=min_labels, cooldown_minutes=cooldown_minutes, margin=margin
+    )
+    with _progress("retraining: labelled window, Feast, challenger, gate"):
+        report = run_retrain(settings, policy, dry_run=dry_run)
+    if as_json:
+        _echo_json(report)
+    else:
+        _show(*retrain_renderables(report))
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+@app.command("webhook")
+def webhook(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (DRIFTLINE_WEBHOOK_HOST).")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Port to listen on (DRIFTLINE_WEBHOOK_PORT).")
+    ] = None,
+) -> None:
+    """Serve POST /retrain for Grafana alerts (Bearer DRIFTLINE_WEBHOOK_SECRET) and GET /metrics."""
+    from driftline.settings import RetrainSettings
+    from driftline_tools.webhook import WebhookMetrics, WebhookServer
+    from training.retrain import OUTCOMES
+    from training.retrain import retrain as run_retrain
+
+    settings = RetrainSettings()
+    _log_connections(settings)
+
+    def start_retrain(request_id: str) -> object:
+        # Settings are read again per call: a changed ConfigMap applies to the next retrain.
+        return run_retrain(RetrainSettings(), trigger="webhook", request_id=request_id)
+
+    server = WebhookServer(
+        settings.webhook_secret, start_retrain, host or settings.webhook_host,
+        settings.webhook_port if port is None else port, WebhookMetrics(retrain_outcomes=OUTCOMES),
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
 def register_renderables(result: RegisterResult) -> list[RenderableType]:
     """The version ``driftline model register`` made: what it serves, its event keys and sample metrics."""
     from rich.text import Text
@@ -1191,6 +1342,8 @@ def produce(
 
     settings = ProducerSettings()
     _log_connections(settings)
+    if file is None or str(file) != "-":
+        _refuse_past_embedded_limit(settings, count if file is None else _count_lines(file), rate)
     if file is not None:
         summary = publish_file(settings, file, rate=rate, progress=progress, key_field=key_field)
     else:
@@ -1203,10 +1356,36 @@ def produce(
         _show(publish_table(summary))
 
 
+def _count_lines(path: Path) -> int:
+    try:
+        with path.open("rb") as handle:
+            return sum(1 for _ in handle)
+    except OSError:
+        return 0  # publish_file says what is wrong with the file
+
+
+def _refuse_past_embedded_limit(settings: KafkaSettings, count: int, rate: float) -> None:
+    """On the embedded broker, refuse a run that would take an events partition past the limit (a hang later)."""
+    from driftline.errors import ConfigError
+    from driftline.kafka import produce_capacity_problem
+    from driftline.settings import StackSettings, WorkerSettings
+    from driftline_tools.stack import embedded_fullest_partition
+
+    held = embedded_fullest_partition(StackSettings(), settings, settings.events_topic)
+    if held is None:
+        return
+    problem = produce_capacity_problem(
+        held, count, rate, settings.topic_partitions, settings.producer_linger_ms, settings.producer_batch_bytes,
+        WorkerSettings().fetch_max_wait_ms,
+    )
+    if problem is not None:
+        raise ConfigError(problem)
+
+
 @app.command("tail")
 def tail(
     topic: Annotated[
-        str, typer.Option(help="predictions, dead-letters, or events.")
+        str, typer.Option(help="predictions, dead-letters, events, labels, or a topic's name.")
     ] = "predictions",
     limit: Annotated[int, typer.Option(help="Stop after this many records; 0 = follow forever.")] = 0,
     from_beginning: Annotated[bool, typer.Option(help="Start at the earliest offset.")] = False,
@@ -1343,6 +1522,47 @@ def soak(
     else:
         _show(soak_table(result))
         typer.echo(f"results: {json_path}\nplot:    {png_path}")
+
+
+def feedback_renderables(result: FeedbackResult) -> list[RenderableType]:
+    """The feedback scenario: the metric before, during and after, the times between, and the timeline."""
+    seconds = ".0f"
+    facts = _facts(f"driftline scenario feedback: live {result.metric}", [
+        ["before the drift", _figure(result.before, ".3f")],
+        ["after the alert (drifted, old version)", _figure(result.during, ".3f")],
+        ["after recovery (promoted version)", _figure(result.after, ".3f")],
+        ["drift onset to alert", f"{_figure(result.onset_to_alert_s, seconds)} s"],
+        ["alert to recovery", f"{_figure(result.alert_to_recovery_s, seconds)} s"],
+        ["retrain", f"{result.retrain_outcome or 'not run'}: {result.retrain_reason or ''}"],
+        ["versions", f"champion {result.champion_version or '-'}, challenger {result.challenger_version or '-'}"],
+        ["sent", f"{result.events_sent:,} events, {result.labels_sent:,} labels at {result.rate:g} events/s"],
+    ])
+    marks = _table("timeline", ["elapsed s", "what", "detail"],
+                   [[f"{m.elapsed_s:.0f}", m.what, m.detail] for m in result.marks])
+    return [facts, marks]
+
+
+@scenario_app.command("feedback")
+def scenario_feedback(
+    rate: Annotated[float, typer.Option(min=10, help="Events per second.")] = 200.0,
+    clean_seconds: Annotated[float, typer.Option(min=5, help="Seconds of the original fraud pattern.")] = 60.0,
+    drifted_seconds: Annotated[float, typer.Option(min=10, help="Seconds of the new pattern at most.")] = 180.0,
+    out_dir: Annotated[Path, typer.Option(help="Folder for the JSON and PNG results.")] = Path("var/feedback"),
+    as_json: JsonOption = False,
+) -> None:
+    """Concept drift on throwaway services: live performance falls, the alert holds, a gated retrain, recovery."""
+    from driftline_tools.feedback import feedback
+
+    with _job_output_to_stderr(), _progress("feedback scenario: stream, drift, alert, retrain, recover"):
+        result = feedback(out_dir, rate=rate, clean_s=clean_seconds, drifted_s=drifted_seconds)
+    if as_json:
+        _echo_json(result)
+    else:
+        _show(*feedback_renderables(result))
+        json_path, png_path = result.files
+        typer.echo(f"results: {json_path}\nplot:    {png_path}")
+    if result.mark("recovered") is None:
+        raise typer.Exit(1)
 
 
 def _job_output_to_stderr() -> AbstractContextManager[object]:

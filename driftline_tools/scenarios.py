@@ -80,13 +80,15 @@ class World:
     workers: list[WorkerProcess] = field(default_factory=list)
 
     def topic_env(self) -> dict[str, str]:
-        """Fresh topics and consumer group for one scenario."""
+        """Fresh topics, join keys and consumer group for one scenario."""
         unique = uuid.uuid4().hex[:8]
         return {
             **self.env,
             "DRIFTLINE_EVENTS_TOPIC": f"events-{unique}",
             "DRIFTLINE_PREDICTIONS_TOPIC": f"predictions-{unique}",
             "DRIFTLINE_DEAD_LETTER_TOPIC": f"dead-letters-{unique}",
+            "DRIFTLINE_LABELS_TOPIC": f"labels-{unique}",
+            "DRIFTLINE_JOIN_PREFIX": f"driftline:join:{unique}:",
             "DRIFTLINE_WORKER_GROUP": f"worker-{unique}",
         }
 

@@ -683,6 +683,19 @@ def embedded_broker_load(settings: StackSettings, fetch_max_wait_ms: int) -> Bro
     return broker_load(kafka, fetch_max_wait_ms, pid)
 
 
+def embedded_fullest_partition(settings: StackSettings, kafka: KafkaSettings, topic: str) -> int | None:
+    """Batches in ``topic``'s fullest partition when ``kafka`` points at the running embedded broker; else None."""
+    from producers.kafka_clients import count_batches
+
+    broker, _ = _services(settings)
+    if broker.running_pid() is None:
+        return None
+    broker.port = broker.running_port() or broker.port
+    if kafka.bootstrap_servers.strip() != broker.bootstrap:
+        return None  # another broker: Apache Kafka has no such limit
+    return max((c.batches for c in count_batches(kafka, [topic])), default=0)
+
+
 def env_vars(settings: StackSettings) -> dict[str, str]:
     """The environment variables that point driftline at the embedded stack."""
     broker, redis_service = _services(settings)
@@ -701,6 +714,7 @@ __all__ = [
     "broker_load",
     "down",
     "embedded_broker_load",
+    "embedded_fullest_partition",
     "env_vars",
     "free_port",
     "kafka_answers",

@@ -47,6 +47,19 @@ OUTPUT_BLOCKED_FOR = "1m"
 WORKER_DOWN_FOR = "1m"
 # Rate windows of the ratio and quantile alerts: several scrapes (5 s in compose) per window.
 RATE_WINDOW = "5m"
+# Live performance (issue 14): realised PR-AUC over the labels in a worker's rolling window, against the
+# PR-AUC the version scored on its held-out test set. Below 80% of it is a degradation worth a ticket; a
+# window of fewer than 200 labels (a few positives at a 3% fraud rate) is too noisy to judge. Labels come
+# late and the window moves slowly, so a few minutes below it are already a trend, not a blip.
+LIVE_PR_AUC_MIN_FRACTION = 0.8
+LIVE_MIN_LABELS = 200
+LIVE_PERFORMANCE_FOR = "5m"
+# Share of labels the worker refused (expired, unknown_prediction, duplicate, malformed, ...) over a
+# longer window than the other ratios: labels arrive in bursts (a chargeback batch), and one bad batch
+# should not page. Above 10% the join window is too short, predictions are not stored, or a producer is broken.
+LABELS_REJECTED_RATIO_MAX = 0.10
+LABELS_REJECTED_WINDOW = "15m"
+LABELS_REJECTED_FOR = "10m"
 
 
 @dataclass(frozen=True)
@@ -247,6 +260,59 @@ ALERTS: tuple[Alert, ...] = (
         runbook=(
             "Check the worker container or process (`docker compose ps worker`, its logs); exit code 2 "
             "means no servable model (run `driftline model list`)."
+        ),
+    ),
+    Alert(
+        name="DriftlineLivePerformanceLow",
+        uid="driftline-live-performance-low",
+        # Per worker window, then the best worker per version: it fires when every worker that holds
+        # enough labels sees the drop. An undefined metric (NaN: no positive label yet) never fires.
+        value=(
+            "max by (model_version) ("
+            '(driftline_live_performance{metric="pr_auc"} / driftline_model_test_performance{metric="pr_auc"}) '
+            f"and ignoring (metric) (driftline_live_labelled >= {LIVE_MIN_LABELS}))"
+        ),
+        op="<",
+        threshold=LIVE_PR_AUC_MIN_FRACTION,
+        for_=LIVE_PERFORMANCE_FOR,
+        severity="ticket",
+        summary=(
+            "Live PR-AUC of model {{ $labels.model_version }} is below "
+            f"{LIVE_PR_AUC_MIN_FRACTION:.0%} of its test PR-AUC"
+        ),
+        description=(
+            f"With at least {LIVE_MIN_LABELS} labels in the window, the realised PR-AUC has been below "
+            f"{LIVE_PR_AUC_MIN_FRACTION:.0%} of the PR-AUC the version scored on its held-out test set "
+            f"for {LIVE_PERFORMANCE_FOR}."
+        ),
+        runbook=(
+            "Open the model performance panels of the Driftline drift dashboard: a CBPE estimate that stays "
+            "high while the realised metric falls means the fraud itself changed (concept drift), both falling "
+            "means the inputs moved (check the feature drift panels). Run `driftline retrain`; meanwhile roll "
+            "production back to the previous version with `driftline model rollback --reason R`."
+        ),
+    ),
+    Alert(
+        name="DriftlineLabelsRejected",
+        uid="driftline-labels-rejected",
+        value=(
+            f'sum(rate(driftline_labels_total{{outcome!="joined"}}[{LABELS_REJECTED_WINDOW}])) '
+            f"/ sum(rate(driftline_labels_total[{LABELS_REJECTED_WINDOW}]))"
+        ),
+        op=">",
+        threshold=LABELS_REJECTED_RATIO_MAX,
+        for_=LABELS_REJECTED_FOR,
+        severity="ticket",
+        summary="Too many labels are rejected",
+        description=(
+            f"More than {LABELS_REJECTED_RATIO_MAX:.0%} of the labels received over {LABELS_REJECTED_WINDOW} "
+            f"were refused instead of joined to a prediction, for {LABELS_REJECTED_FOR}."
+        ),
+        runbook=(
+            "Check the labels-by-outcome panel of the Driftline drift dashboard: expired or unknown_prediction "
+            "means labels come later than the join window (or the store's TTL) allows, so lengthen it or check "
+            "the label delay panel; malformed, bad_label or missing_id points at the label producer "
+            "(`driftline tail --topic labels`); duplicate means a producer resends."
         ),
     ),
 )

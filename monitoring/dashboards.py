@@ -30,7 +30,15 @@ from grafana_foundation_sdk.models.heatmap import HeatmapColorMode, HeatmapColor
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from monitoring import DATASOURCE_UID, WORKER_JOB
-from monitoring.alerts import DEAD_LETTER_RATIO_MAX, E2E_P99_SLO_SECONDS, STALE_FEATURE_RATIO_MAX
+from monitoring.alerts import (
+    DEAD_LETTER_RATIO_MAX,
+    E2E_P99_SLO_SECONDS,
+    LABELS_REJECTED_RATIO_MAX,
+    LABELS_REJECTED_WINDOW,
+    LIVE_MIN_LABELS,
+    LIVE_PR_AUC_MIN_FRACTION,
+    STALE_FEATURE_RATIO_MAX,
+)
 
 OVERVIEW_UID = "driftline-overview"
 DRIFT_UID = "driftline-drift"
@@ -431,9 +439,106 @@ def drift() -> Dashboard:
             "Score quantiles",
             "Median, p90 and p99 of the predicted fraud probability.",
             _quantiles("driftline_prediction_score", qs=(0.5, 0.9, 0.99)),
+            width=24,  # closes the drift rows, so the performance panels start on a row of their own
         ),
+        *performance(),
     ]
     return _dashboard(
-        DRIFT_UID, "Driftline / Drift and freshness",
-        "Input and score drift against the training reference; age and staleness of store features.", panels,
+        DRIFT_UID, "Driftline / Drift, freshness and performance",
+        "Input and score drift against the training reference; age and staleness of store features; the "
+        "model's realised performance from delayed labels, its CBPE estimate and its test metric.",
+        panels,
     )
+
+
+def _realised_vs_estimated(metric: str, name: str, *, alert_line: bool = False) -> timeseries.Panel:
+    """One metric per version: realised on labels, CBPE-estimated on all scores, and held-out test."""
+    queries = [
+        _query(f'max by (model_version) (driftline_live_performance{{metric="{metric}"}})', "live {{model_version}}"),
+        _query(f'max by (model_version) (driftline_cbpe_estimate{{metric="{metric}"}})',
+               "estimated {{model_version}}"),
+        _query(f'max by (model_version) (driftline_model_test_performance{{metric="{metric}"}})',
+               "test {{model_version}}"),
+    ]
+    description = (
+        f"{name} per model version: realised on the labelled predictions of the rolling window (live; the "
+        "best worker, as the alert reads it), estimated by CBPE from every score of the window (estimated), "
+        "and on the held-out test set at training (test). The estimate is there before the labels are; a gap "
+        "between estimate and live says the fraud itself changed, which CBPE cannot see."
+    )
+    if alert_line:
+        queries.append(_query(
+            f"{LIVE_PR_AUC_MIN_FRACTION:g} * max by (model_version) "
+            f'(driftline_model_test_performance{{metric="{metric}"}})',
+            "alert below {{model_version}}",
+        ))
+        description += (
+            f" The alert line is {LIVE_PR_AUC_MIN_FRACTION:.0%} of the test value (with at least "
+            f"{LIVE_MIN_LABELS} labels in the window)."
+        )
+    return _timeseries(f"{name}: live, estimated and test", description, queries).min(0).max(1)
+
+
+def performance() -> list[AnyPanel]:
+    """The model performance panels: realised metrics from delayed labels next to CBPE and the test metric."""
+    return [
+        _realised_vs_estimated("pr_auc", "PR-AUC", alert_line=True),
+        _realised_vs_estimated("roc_auc", "ROC-AUC"),
+        _timeseries(
+            "Precision and recall: live and estimated",
+            "At the decision threshold, per model version: realised on labels (live) and CBPE-estimated.",
+            [
+                _query('max by (model_version, metric) (driftline_live_performance{metric=~"precision|recall"})',
+                       "live {{metric}} {{model_version}}"),
+                _query('max by (model_version, metric) (driftline_cbpe_estimate{metric=~"precision|recall"})',
+                       "estimated {{metric}} {{model_version}}"),
+            ],
+        ).min(0).max(1),
+        _timeseries(
+            "Labels in the window",
+            f"Labelled predictions in each worker's performance window (below {LIVE_MIN_LABELS}, dashed, the "
+            "live metrics are too noisy to alert on).",
+            [_query("sum by (instance, model_version) (driftline_live_labelled)", "{{instance}} ({{model_version}})")],
+            thresholds=[(LIVE_MIN_LABELS, "blue")],
+            width=6,
+        ),
+        _timeseries(
+            "Label coverage",
+            "Labels per scored prediction over the window, per version: it lags the scoring rate by the label "
+            "delay, and a share of events is never labelled.",
+            [_query("max by (model_version) (driftline_label_coverage)", "{{model_version}}")],
+            unit="percentunit",
+            width=6,
+        ),
+        _timeseries(
+            "Label delay",
+            "label_time - scored_at of the joined labels: median, p95 and p99. Near the join window, labels "
+            "start to expire.",
+            _quantiles("driftline_label_delay_seconds"),
+            unit="s",
+        ),
+        _timeseries(
+            "Join store latency",
+            "Time per join store operation (writing predictions, reading and marking them on a label).",
+            _quantiles("driftline_join_store_seconds", by="op", qs=(0.5, 0.99)),
+            unit="s",
+        ),
+        _timeseries(
+            "Labels by outcome",
+            "Labels per second: joined to a prediction, or the reason they were refused.",
+            [_query(f"sum by (outcome) (rate(driftline_labels_total[{RATE}]))", "{{outcome}}")],
+            unit="ops",
+        ),
+        _timeseries(
+            "Rejected label share",
+            "Share of received labels refused instead of joined (alert line dashed; the alert reads "
+            f"{LABELS_REJECTED_WINDOW}).",
+            [_query(
+                f'sum(rate(driftline_labels_total{{outcome!="joined"}}[{RATE}])) '
+                f"/ sum(rate(driftline_labels_total[{RATE}]))",
+                "rejected share",
+            )],
+            unit="percentunit",
+            thresholds=[(LABELS_REJECTED_RATIO_MAX, "red")],
+        ),
+    ]

@@ -1,4 +1,4 @@
-"""Create the events, predictions and dead-letter topics (idempotent)."""
+"""Create the events, predictions, dead-letter and labels topics (idempotent)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ _TOPIC_ALREADY_EXISTS = 36
 
 
 def driftline_topics(settings: KafkaSettings) -> list[str]:
-    """Return the names of the topics driftline uses: events, predictions, dead letters, shadow predictions."""
+    """Return the names of the topics driftline uses: events, predictions, dead letters, shadow predictions, labels."""
     return [
         settings.events_topic, settings.predictions_topic, settings.dead_letter_topic,
-        settings.shadow_predictions_topic,
+        settings.shadow_predictions_topic, settings.labels_topic,
     ]
 
 

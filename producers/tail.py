@@ -15,11 +15,12 @@ logger = logging.getLogger(__name__)
 
 
 def resolve_topic(settings: KafkaSettings, topic: str) -> str:
-    """Map ``predictions``, ``dead-letters`` or ``events`` to the configured name; else use it as given."""
+    """Map ``predictions``, ``dead-letters``, ``events`` or ``labels`` to the configured name; else use it as given."""
     aliases = {
         "predictions": settings.predictions_topic,
         "dead-letters": settings.dead_letter_topic,
         "events": settings.events_topic,
+        "labels": settings.labels_topic,
     }
     return aliases.get(topic, topic)
 

@@ -1,4 +1,4 @@
-"""Entry point of the stream worker: load and verify the model, serve metrics, run Faust."""
+"""Entry point of the stream worker: load and verify the model, serve metrics, join labels, run Faust."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from pydantic import ValidationError
 from driftline.errors import DriftlineError
 from driftline.logs import configure_logging
 from driftline.settings import WorkerSettings
+from stream_app.adapters.join_store import RedisJoinStore
+from stream_app.adapters.labels import LabelJoiner
 from stream_app.adapters.metrics import WorkerMetrics
 from stream_app.adapters.models import ModelHolder
 from stream_app.adapters.serving import serving_versions
@@ -63,7 +65,19 @@ def build_worker(settings: WorkerSettings) -> faust.Worker:
 
     app, topics = create_app(settings)
     clock = Clock(now=lambda: datetime.now(UTC), perf=time.perf_counter)
-    register_agents(app, topics, holder, metrics, clock, settings, drift_log_home=settings.home)
+    # The join store's client connects lazily, inside the worker's event loop.
+    joiner = (
+        LabelJoiner(RedisJoinStore.from_settings(settings), metrics, settings, clock) if settings.label_join else None
+    )
+    if joiner is None:
+        logger.info("label join off (DRIFTLINE_LABEL_JOIN=false): the labels topic is not read, no prediction is kept")
+    else:
+        logger.info(
+            "joining labels from %s to the predictions kept in Redis under %s* for %.0fs (window %.0fs + grace %.0fs)",
+            settings.labels_topic, settings.join_prefix, settings.label_window_s + settings.label_grace_s,
+            settings.label_window_s, settings.label_grace_s,
+        )
+    register_agents(app, topics, holder, metrics, clock, settings, drift_log_home=settings.home, joiner=joiner)
     return faust.Worker(app, loglevel=settings.log_level, quiet=True)
 
 

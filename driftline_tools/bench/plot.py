@@ -21,6 +21,7 @@ from driftline_tools.bench.measure import ContenderResult
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from driftline_tools.feedback import FeedbackResult
     from driftline_tools.scenarios import SoakSample
 
 # The tab10 colours the benchmark has always used, so old and new pictures compare at a glance.
@@ -149,4 +150,58 @@ def write_soak_plot(path: Path, samples: Sequence[SoakSample], title: str) -> Pa
     """Write :func:`soak_plot` to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(soak_plot(samples, title))
+    return path
+
+
+# The feedback scenario's series and marks.
+FEEDBACK_COLORS: dict[str, str] = {"live": "tab:blue", "cbpe": "tab:orange", "threshold": "tab:red",
+                                   "coverage": "tab:green", "mark": "tab:gray"}
+
+
+def feedback_figure(result: FeedbackResult, title: str) -> Figure:
+    """Live metric, CBPE estimate and the alert threshold (top); label coverage (bottom); marks as vertical lines.
+
+    Samples where a value is undefined (too few labels, no version yet) leave gaps.
+    """
+    figure = _figure(title)
+    metric_ax, coverage_ax = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    samples = result.samples
+    elapsed = [s.elapsed_s for s in samples]
+
+    def values(attr: str) -> list[float]:
+        return [math.nan if getattr(s, attr) is None else float(getattr(s, attr)) for s in samples]
+
+    from driftline_tools.feedback import ALERT_FRACTION
+
+    metric_ax.plot(elapsed, values("live"), linewidth=2, color=FEEDBACK_COLORS["live"],
+                   label=f"live {result.metric} (labels joined)")
+    metric_ax.plot(elapsed, values("cbpe"), linewidth=2, linestyle="--", color=FEEDBACK_COLORS["cbpe"],
+                   label=f"CBPE estimate of {result.metric} (no labels needed)")
+    metric_ax.plot(elapsed, [ALERT_FRACTION * v for v in values("test")], linewidth=1, linestyle=":",
+                   color=FEEDBACK_COLORS["threshold"], label=f"alert threshold ({ALERT_FRACTION:g} x test)")
+    metric_ax.set_ylabel(result.metric)
+    metric_ax.set_ylim(bottom=0)
+    coverage_ax.plot(elapsed, values("coverage"), linewidth=2, color=FEEDBACK_COLORS["coverage"],
+                     label="label coverage")
+    coverage_ax.set_ylabel("labelled / scored")
+    coverage_ax.set_ylim(0, 1.05)
+    coverage_ax.set_xlabel("elapsed (s)")
+    for ax in (metric_ax, coverage_ax):
+        for mark in result.marks:
+            ax.axvline(mark.elapsed_s, color=FEEDBACK_COLORS["mark"], linewidth=1, linestyle="--")
+        ax.set_xlim(left=0)
+        ax.grid(True, alpha=GRID_ALPHA)
+    top = metric_ax.get_ylim()[1]
+    for mark in result.marks:
+        metric_ax.annotate(mark.what, (mark.elapsed_s, top), xytext=(3, -12), textcoords="offset points",
+                           rotation=90, va="top", fontsize=9, color="black")
+    metric_ax.legend(loc="lower left", frameon=False)
+    return figure
+
+
+def write_feedback_plot(path: Path, result: FeedbackResult) -> Path:
+    """Write :func:`feedback_figure` as PNG to ``path``."""
+    title = f"driftline feedback loop: {result.rate:g} events/s, concept drift, gated retrain"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_png(feedback_figure(result, title)))
     return path

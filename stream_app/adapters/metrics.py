@@ -8,14 +8,22 @@ fresh one and nothing is registered at import.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 
 from drift.records import DriftEvaluation
-from driftline.contracts import DeadLetterType, Prediction
+from driftline.contracts import DeadLetterType, LabelRejectionType, Prediction
+from driftline.registry import Task
 from stream_app.core.pipeline import BatchResult
+
+if TYPE_CHECKING:  # the windows' modules import scikit-learn; the HTTP server's metrics need neither
+    from stream_app.core.cbpe import CbpeEstimate
+    from stream_app.core.labels import JoinStatus
+    from stream_app.core.performance import PerformanceReport
 
 # Stage durations are per batch: a feature read of a few hundred keys takes ~1-20 ms on loopback,
 # so the buckets are dense between 0.5 ms and 50 ms and reach 2.5 s to show timeouts.
@@ -34,6 +42,40 @@ AGE_BUCKETS = (60.0, 300.0, 900.0, 3600.0, 3 * 3600.0, 6 * 3600.0, 12 * 3600.0, 
 SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 #: |shadow - served| score: most pairs of similar models differ by less than a few hundredths.
 SHADOW_DIFFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+# --- feedback loop (issue 14) buckets and label values ---
+# Label delay (label_time - scored_at): a manual review answers in minutes to hours, a card chargeback
+# in days to weeks, a dispute window ends at 30 to 120 days; from 1 s (a replayed or simulated label)
+# to 30 days, dense where the reviews and chargebacks sit. Longer delays fall in +Inf.
+LABEL_DELAY_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 3 * 3600.0, 6 * 3600.0, 12 * 3600.0, 86400.0,
+                       2 * 86400.0, 3 * 86400.0, 5 * 86400.0, 7 * 86400.0, 10 * 86400.0, 14 * 86400.0,
+                       21 * 86400.0, 30 * 86400.0)
+# A join-store round trip carries one batch (up to a few hundred records) to Redis on the network:
+# 0.5-20 ms when healthy; the top buckets show DRIFTLINE_JOIN_TIMEOUT_S (2 s) being reached.
+JOIN_STORE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+#: What a label became: ``joined`` (it took one or more predictions) or why it was refused.
+LABEL_OUTCOMES: tuple[str, ...] = ("joined", *get_args(LabelRejectionType))
+#: ``op`` of driftline_join_store_seconds: writing a batch's predictions, finding a batch's labels'
+#: predictions, marking those that took a label.
+JoinStoreOp = Literal["remember", "lookup", "mark"]
+JOIN_STORE_OPS: tuple[JoinStoreOp, ...] = get_args(JoinStoreOp)
+#: ``metric`` of driftline_live_performance and driftline_model_test_performance, by task. Accuracy
+#: is added to the binary set (CBPE estimates it too) and is the only one of a multi-class model.
+LIVE_METRICS: dict[Task, tuple[str, ...]] = {
+    "binary": ("roc_auc", "pr_auc", "precision", "recall", "brier", "accuracy"),
+    "multiclass": ("accuracy",),
+    "regression": ("mae", "rmse"),
+}
+#: ``metric`` of driftline_cbpe_estimate: what stream_app.core.cbpe.estimate gives (binary only).
+CBPE_METRICS = ("roc_auc", "pr_auc", "precision", "recall", "accuracy", "brier")
+#: Held-out metric names (training.evaluate) that mean a live metric under another name.
+_TEST_METRIC_NAMES = {"precision_at_threshold": "precision", "recall_at_threshold": "recall"}
+
+
+def _gauge_value(value: float | None) -> float:
+    """A metric the window cannot define (None) is exported as NaN, never as 0."""
+    return math.nan if value is None else float(value)
+
 
 #: decode, features and predict run on the scoring loop, and so does output (prediction ids, encoding,
 #: handing the records to the producer); publish is the wait for the broker's acknowledgement, which
@@ -229,6 +271,58 @@ class WorkerMetrics:
             "driftline_drift_evaluation_duration_seconds", "Time to evaluate drift over the window.",
             buckets=STAGE_BUCKETS, registry=registry,
         )
+        # --- feedback loop (issue 14): labels joined to predictions, live and estimated performance ---
+        self.label_outcomes = Counter(
+            "driftline_labels_total",
+            "Labels consumed, by outcome: joined (to one or more predictions) or why it was dead-lettered.",
+            ["outcome"], registry=registry,
+        )
+        self.label_delay_seconds = Histogram(
+            "driftline_label_delay_seconds",
+            "label_time - scored_at of each prediction that took a label (never below 0).",
+            buckets=LABEL_DELAY_BUCKETS, registry=registry,
+        )
+        self.live_performance = Gauge(
+            "driftline_live_performance",
+            "Realised performance of a model version over its last labelled predictions (NaN where undefined).",
+            ["model_version", "metric"], registry=registry,
+        )
+        self.live_labelled = Gauge(
+            "driftline_live_labelled", "Labelled predictions in a model version's performance window.",
+            ["model_version"], registry=registry,
+        )
+        self.label_coverage = Gauge(
+            "driftline_label_coverage",
+            "Labels joined / predictions published by this worker over the performance window's span.",
+            ["model_version"], registry=registry,
+        )
+        self.cbpe_estimate = Gauge(
+            "driftline_cbpe_estimate",
+            "Confidence-based estimate of a binary model version's performance over its last scores "
+            "(NaN where undefined).",
+            ["model_version", "metric"], registry=registry,
+        )
+        self.model_test_performance = Gauge(
+            "driftline_model_test_performance",
+            "A served model version's held-out metric at training (from the registry).",
+            ["model_version", "metric"], registry=registry,
+        )
+        self.join_store_seconds = Histogram(
+            "driftline_join_store_seconds", "One round trip to the label join store, by operation.",
+            ["op"], buckets=JOIN_STORE_BUCKETS, registry=registry,
+        )
+        self.join_store_failures = Counter(
+            "driftline_join_store_failures_total",
+            "Round trips to the label join store that failed or timed out, by operation (each is retried; "
+            "the batch waits uncommitted meanwhile).",
+            ["op"], registry=registry,
+        )
+        for outcome in LABEL_OUTCOMES:
+            self.label_outcomes.labels(outcome)
+        for op in JOIN_STORE_OPS:
+            self.join_store_seconds.labels(op)
+            self.join_store_failures.labels(op)
+        # --- end of the feedback loop's instruments ---
         for outcome in ("scored", "dead_lettered"):
             self.events_processed.labels(outcome)
         for stage in STAGES:
@@ -336,6 +430,59 @@ class WorkerMetrics:
                       self.feature_missing_ratio, self.prediction_psi, self.prediction_drift_pvalue,
                       self.prediction_drift_flagged, self.drift_window_events):
             gauge.clear()
+
+    # --- feedback loop (issue 14) ---
+
+    def observe_labels(self, outcomes: Mapping[JoinStatus, int], delays: Iterable[float]) -> None:
+        """Count a batch's labels by outcome, and the label delay of each prediction that took one."""
+        for outcome, count in outcomes.items():
+            if count:
+                self.label_outcomes.labels(outcome).inc(count)
+        for delay in delays:
+            self.label_delay_seconds.observe(delay)
+
+    def observe_join_store(self, op: JoinStoreOp, seconds: float) -> None:
+        """Record one round trip to the join store."""
+        self.join_store_seconds.labels(op).observe(seconds)
+
+    def observe_performance(self, report: PerformanceReport, coverage: float | None) -> None:
+        """Publish a version's realised performance, its labelled count and label coverage."""
+        version = report.model_version
+        for metric in LIVE_METRICS[report.task]:
+            self.live_performance.labels(version, metric).set(_gauge_value(getattr(report, metric)))
+        self.observe_label_window(version, report.labels, coverage)
+
+    def observe_label_window(self, model_version: str, labelled: int, coverage: float | None) -> None:
+        """Publish how many labels a version's window holds and their coverage (also before any label)."""
+        self.live_labelled.labels(model_version).set(labelled)
+        self.label_coverage.labels(model_version).set(_gauge_value(coverage))
+
+    def observe_cbpe(self, model_version: str, estimate: CbpeEstimate) -> None:
+        """Publish a binary version's confidence-based performance estimate."""
+        for metric in CBPE_METRICS:
+            self.cbpe_estimate.labels(model_version, metric).set(_gauge_value(getattr(estimate, metric)))
+
+    def set_test_performance(self, model_version: str, metrics: Mapping[str, float]) -> None:
+        """Publish a served version's held-out metrics (``ModelMetadata.metrics``) that have a live counterpart.
+
+        Only the names of :data:`LIVE_METRICS` are kept (``precision_at_threshold`` is precision), so the
+        label stays bounded and every test value has a live value to be compared with.
+        """
+        live = {metric for metrics in LIVE_METRICS.values() for metric in metrics}
+        for name, value in metrics.items():
+            metric = _TEST_METRIC_NAMES.get(name, name)
+            if metric in live:
+                self.model_test_performance.labels(model_version, metric).set(float(value))
+
+    def forget_label_version(self, model_version: str) -> None:
+        """Remove a retired version's feedback-loop series, so its last values stop being exported."""
+        live = {metric for metrics in LIVE_METRICS.values() for metric in metrics}
+        for gauge, metrics in ((self.live_performance, live), (self.model_test_performance, live),
+                               (self.cbpe_estimate, set(CBPE_METRICS))):
+            for metric in metrics:
+                gauge.remove(model_version, metric)  # a series never set is ignored
+        self.live_labelled.remove(model_version)
+        self.label_coverage.remove(model_version)
 
 
 # One event answers in a few ms on loopback, a list of hundreds in tens of ms: dense from 1 ms to

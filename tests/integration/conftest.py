@@ -78,12 +78,14 @@ class TopicSet:
 
 @pytest.fixture
 def topics(served_world: ServedWorld, unique: str) -> TopicSet:
-    """Fresh events/predictions/dead-letter topics and consumer group for one test."""
+    """Fresh events/predictions/dead-letter/labels topics, join keys and consumer group for one test."""
     env = {
         **served_world.env,
         "DRIFTLINE_EVENTS_TOPIC": f"events-{unique}",
         "DRIFTLINE_PREDICTIONS_TOPIC": f"predictions-{unique}",
         "DRIFTLINE_DEAD_LETTER_TOPIC": f"dead-letters-{unique}",
+        "DRIFTLINE_LABELS_TOPIC": f"labels-{unique}",
+        "DRIFTLINE_JOIN_PREFIX": f"driftline:join:{unique}:",
         "DRIFTLINE_WORKER_GROUP": f"worker-{unique}",
         "DRIFTLINE_TOPIC_PARTITIONS": "4",
     }

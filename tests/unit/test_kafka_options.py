@@ -153,3 +153,27 @@ def test_the_embedded_limit_and_a_steady_producers_batches() -> None:
     # At most one batch per linger per partition, and never more batches than records.
     assert projected_batches(1800, 200, 4, 100) == 18_000
     assert projected_batches(1800, 2, 4, 100) == 900
+
+
+def test_a_run_that_fits_the_embedded_broker_is_allowed() -> None:
+    from driftline.kafka import produce_capacity_problem
+
+    # 1,000 events at 200/s over 4 partitions with a 100 ms linger: at most 50 batches per partition.
+    assert produce_capacity_problem(0, 1_000, 200.0, 4, 100, 131_072, 50) is None
+
+
+def test_a_run_past_the_embedded_limit_is_refused_with_what_to_do() -> None:
+    from driftline.kafka import produce_capacity_problem
+
+    # The partition already holds 39,000 batches of the 50,000 a 50 ms wait can list; 60 s more at 5 ms linger.
+    problem = produce_capacity_problem(39_000, 12_000, 200.0, 4, 5, 131_072, 50)
+    assert problem is not None
+    assert "39,000 batches" in problem and "driftline topics reset" in problem and "LINGER_MS" in problem
+
+
+def test_an_unthrottled_run_fills_batches_by_size() -> None:
+    from driftline.kafka import produce_capacity_problem
+
+    # 131,072 bytes / 250 per event = 524 events per batch: a million events add 478 batches per partition.
+    assert produce_capacity_problem(39_500, 1_000_000, 0.0, 4, 5, 131_072, 50) is None
+    assert produce_capacity_problem(39_600, 1_000_000, 0.0, 4, 5, 131_072, 50) is not None
