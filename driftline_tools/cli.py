@@ -1528,9 +1528,11 @@ def feedback_renderables(result: FeedbackResult) -> list[RenderableType]:
     """The feedback scenario: the metric before, during and after, the times between, and the timeline."""
     seconds = ".0f"
     facts = _facts(f"driftline scenario feedback: live {result.metric}", [
-        ["before the drift", _figure(result.before, ".3f")],
-        ["after the alert (drifted, old version)", _figure(result.during, ".3f")],
-        ["after recovery (promoted version)", _figure(result.after, ".3f")],
+        ["before the drift", f"{_figure(result.before, '.3f')} (ROC-AUC {_figure(result.roc_auc[0], '.3f')})"],
+        ["after the alert (drifted, old version)",
+         f"{_figure(result.during, '.3f')} (ROC-AUC {_figure(result.roc_auc[1], '.3f')})"],
+        ["after recovery (promoted version)",
+         f"{_figure(result.after, '.3f')} (ROC-AUC {_figure(result.roc_auc[2], '.3f')})"],
         ["drift onset to alert", f"{_figure(result.onset_to_alert_s, seconds)} s"],
         ["alert to recovery", f"{_figure(result.alert_to_recovery_s, seconds)} s"],
         ["retrain", f"{result.retrain_outcome or 'not run'}: {result.retrain_reason or ''}"],
@@ -1544,9 +1546,12 @@ def feedback_renderables(result: FeedbackResult) -> list[RenderableType]:
 
 @scenario_app.command("feedback")
 def scenario_feedback(
-    rate: Annotated[float, typer.Option(min=10, help="Events per second.")] = 200.0,
+    rate: Annotated[float, typer.Option(min=10, help="Events per second.")] = 400.0,
     clean_seconds: Annotated[float, typer.Option(min=5, help="Seconds of the original fraud pattern.")] = 60.0,
-    drifted_seconds: Annotated[float, typer.Option(min=10, help="Seconds of the new pattern at most.")] = 180.0,
+    drifted_seconds: Annotated[float, typer.Option(min=10, help="Seconds of the new pattern at most.")] = 240.0,
+    retrain_after: Annotated[
+        float, typer.Option(min=0, help="Seconds of the new pattern before the first retrain (enough positives).")
+    ] = 90.0,
     out_dir: Annotated[Path, typer.Option(help="Folder for the JSON and PNG results.")] = Path("var/feedback"),
     as_json: JsonOption = False,
 ) -> None:
@@ -1554,7 +1559,8 @@ def scenario_feedback(
     from driftline_tools.feedback import feedback
 
     with _job_output_to_stderr(), _progress("feedback scenario: stream, drift, alert, retrain, recover"):
-        result = feedback(out_dir, rate=rate, clean_s=clean_seconds, drifted_s=drifted_seconds)
+        result = feedback(out_dir, rate=rate, clean_s=clean_seconds, drifted_s=drifted_seconds,
+                          min_drift_s=retrain_after)
     if as_json:
         _echo_json(result)
     else:

@@ -48,6 +48,10 @@ class Record(Protocol):
     def value(self) -> bytes | None:
         """Value bytes (None for a tombstone)."""
 
+    @property
+    def timestamp(self) -> int:
+        """Milliseconds since the epoch: the producer's create time, or the broker's append time."""
+
 
 def _unreachable(settings: KafkaSettings, exc: Exception) -> DriftlineError:
     return DriftlineError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc!r}")

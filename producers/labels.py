@@ -349,12 +349,14 @@ def labelled_messages(
     drift: str = "none",
     rate: float = 0.0,
     now: Callable[[], datetime] = utc_now,
+    part: int = 0,
 ) -> Iterator[OutgoingMessage]:
     """Yield ``count`` encoded events of the seeded world (a share invalid), scheduling each valid one's label.
 
     As in ``driftline produce``, each event's ``event_time`` is ``now()`` when it is taken for sending,
     and its label is due that long after it. The ground truth (``is_fraud``) goes to the schedule only,
-    never onto the events topic. Invalid events get no label.
+    never onto the events topic. Invalid events get no label. Streams that share a seeded schedule
+    (one run in phases) need distinct ``part`` numbers, or their event ids repeat.
     """
     import numpy as np
 
@@ -365,7 +367,9 @@ def labelled_messages(
     world = build_world(settings.seed, settings.n_customers, settings.n_merchants)
     positions = invalid_positions(count, invalid_fraction, settings.seed)
     # Fresh events per run unless the schedule is seeded; the world itself stays the seeded one.
-    rng = np.random.default_rng(None if schedule.seed is None else [schedule.seed, 1])
+    rng = np.random.default_rng(
+        None if schedule.seed is None else [schedule.seed, 1] if part == 0 else [schedule.seed, 1, part]
+    )
     stream = event_stream(
         world, count - len(positions), rng, start_time=now(), drift=cast(Drift, drift),
         rate=rate if rate > 0 else None, include_label=True,

@@ -43,6 +43,10 @@ SkipReason = LabelRejectionType | Literal["no_event_id", "no_event_in_window"]
 EventProblem = Literal["malformed", "missing_field", "outside_window"]
 
 
+#: How a topic read ended: every partition past the retrain's start, quiet for a while, out of time, or not read.
+ReadStop = Literal["caught_up", "idle", "deadline", "given"]
+
+
 @dataclass(frozen=True)
 class LabelledWindow:
     """The labelled rows of ``[start, end]`` (by event time) and what was read, skipped and why."""
@@ -54,7 +58,7 @@ class LabelledWindow:
     labels_read: int
     skipped_events: dict[str, int] = field(default_factory=dict)  # EventProblem -> count
     skipped_labels: dict[str, int] = field(default_factory=dict)  # SkipReason -> count
-    read_stopped: Literal["idle", "deadline", "given"] = "given"  # how the topic read ended
+    read_stopped: ReadStop = "given"  # how the topic read ended
 
     @property
     def labelled(self) -> int:
@@ -149,7 +153,7 @@ class WindowJoin:
                 return
         self._labels[label.event_id] = (label.label_time, value)
 
-    def result(self, read_stopped: Literal["idle", "deadline", "given"] = "given") -> LabelledWindow:
+    def result(self, read_stopped: ReadStop = "given") -> LabelledWindow:
         """The joined rows (by event time, then id) and the counts."""
         rows: list[dict[str, Any]] = []
         skipped = Counter(self.skipped_labels)
@@ -202,20 +206,31 @@ def read_labelled(
 ) -> LabelledWindow:
     """Read the events and labels topics from the beginning and join the window ``[now - window, now]``.
 
-    The read stops once nothing has come for ``idle_s``, or after ``max_read_s`` (a topic that never
-    goes quiet); ``read_stopped`` says which. No consumer group is used, so nothing is committed and
-    the workers' offsets are untouched.
+    The read stops once every partition has shown a record appended after ``now`` (the records this
+    retrain is about are all read: ``caught_up``), once nothing has come for ``idle_s``, or after
+    ``max_read_s``; ``read_stopped`` says which. Records appended after ``now`` are left out, so a
+    busy topic ends the read as soon as it is caught up. No consumer group is used, so nothing is
+    committed and the workers' offsets are untouched.
     """
     join = WindowJoin(now - window, now, fields, max_future_skew_s)
     labels_topic = settings.labels_topic
-    stopped: Literal["idle", "deadline"] = "idle"
+    stopped: ReadStop = "idle"
     deadline = time.monotonic() + max_read_s
+    now_ms = now.timestamp() * 1000
     with open_reader(settings, [settings.events_topic, labels_topic], client_id="driftline-retrain") as reader:
+        pending = {(topic, p) for topic, partitions in reader.partitions.items() for p in partitions}
         for record in reader.records(idle_timeout_s=idle_s):
-            if record.topic == labels_topic:
-                join.add_label(record.value)
-            else:
-                join.add_event(record.value)
+            where = (record.topic, record.partition)
+            if record.timestamp > now_ms:
+                pending.discard(where)  # appended after this retrain began: this partition is read up to now
+                if not pending:
+                    stopped = "caught_up"
+                    break
+            elif where in pending:
+                if record.topic == labels_topic:
+                    join.add_label(record.value)
+                else:
+                    join.add_event(record.value)
             if time.monotonic() >= deadline:
                 stopped = "deadline"
                 break

@@ -173,7 +173,9 @@ def feedback_figure(result: FeedbackResult, title: str) -> Figure:
 
     from driftline_tools.feedback import ALERT_FRACTION
 
-    metric_ax.plot(elapsed, values("live"), linewidth=2, color=FEEDBACK_COLORS["live"],
+    # A version's first labels give a metric of a handful of points: shown from min_labels on, as trusted.
+    live = [v if s.labelled >= result.min_labels else math.nan for v, s in zip(values("live"), samples, strict=True)]
+    metric_ax.plot(elapsed, live, linewidth=2, color=FEEDBACK_COLORS["live"],
                    label=f"live {result.metric} (labels joined)")
     metric_ax.plot(elapsed, values("cbpe"), linewidth=2, linestyle="--", color=FEEDBACK_COLORS["cbpe"],
                    label=f"CBPE estimate of {result.metric} (no labels needed)")
@@ -184,7 +186,9 @@ def feedback_figure(result: FeedbackResult, title: str) -> Figure:
     coverage_ax.plot(elapsed, values("coverage"), linewidth=2, color=FEEDBACK_COLORS["coverage"],
                      label="label coverage")
     coverage_ax.set_ylabel("labelled / scored")
-    coverage_ax.set_ylim(0, 1.05)
+    # Labels joined over the window's span / predictions published over it: above 1 when labels of
+    # predictions older than a short span arrive within it.
+    coverage_ax.set_ylim(0, max(1.05, 1.05 * max((v for v in values("coverage") if math.isfinite(v)), default=1.0)))
     coverage_ax.set_xlabel("elapsed (s)")
     for ax in (metric_ax, coverage_ax):
         for mark in result.marks:
@@ -192,9 +196,10 @@ def feedback_figure(result: FeedbackResult, title: str) -> Figure:
         ax.set_xlim(left=0)
         ax.grid(True, alpha=GRID_ALPHA)
     top = metric_ax.get_ylim()[1]
-    for mark in result.marks:
-        metric_ax.annotate(mark.what, (mark.elapsed_s, top), xytext=(3, -12), textcoords="offset points",
-                           rotation=90, va="top", fontsize=9, color="black")
+    for index, mark in enumerate(result.marks):
+        # Marks seconds apart (alert, retrain) would print over each other: alternate their sides.
+        metric_ax.annotate(mark.what, (mark.elapsed_s, top), xytext=(3 if index % 2 == 0 else -12, -6),
+                           textcoords="offset points", rotation=90, va="top", fontsize=9, color="black")
     metric_ax.legend(loc="lower left", frameon=False)
     return figure
 

@@ -78,7 +78,7 @@ class LabelCoverage:
     The performance window holds a version's last ``max_labels`` labels; its span starts at the join
     time of the oldest of them once it is full, and when this object first heard of the version before
     that. Published predictions are counted in ``bucket_s`` buckets (the one holding the span's start
-    counts whole), so memory is one bucket per ``bucket_s`` of the span, whatever the rate.
+    counts pro rata over its elapsed part), so memory is one bucket per ``bucket_s`` of the span, whatever the rate.
     """
 
     def __init__(self, max_labels: int, bucket_s: float = 60.0) -> None:
@@ -89,6 +89,7 @@ class LabelCoverage:
         self._since: dict[str, float] = {}  # version -> when it was first seen
         self._joined: dict[str, deque[float]] = {}  # version -> join times of the labels in the window
         self._scored: dict[str, deque[list[float]]] = {}  # version -> [bucket start, count], oldest first
+        self._latest: dict[str, float] = {}  # version -> when its latest predictions were published
 
     def versions(self) -> list[str]:
         """Versions seen, in the order first seen."""
@@ -96,7 +97,7 @@ class LabelCoverage:
 
     def forget(self, model_version: str) -> None:
         """Drop a version (retired)."""
-        for kept in (self._since, self._joined, self._scored):
+        for kept in (self._since, self._joined, self._scored, self._latest):
             kept.pop(model_version, None)
 
     def scored(self, model_version: str, count: int, at: datetime) -> None:
@@ -105,6 +106,7 @@ class LabelCoverage:
             return
         t = at.timestamp()
         self._start(model_version, t)
+        self._latest[model_version] = max(self._latest.get(model_version, t), t)
         buckets = self._scored[model_version]
         start = t - t % self._bucket_s
         if buckets and buckets[-1][0] >= start:  # the latest bucket (or a clock step back): add to it
@@ -127,6 +129,19 @@ class LabelCoverage:
             start = joined[0]
             while buckets and buckets[0][0] + self._bucket_s <= start:
                 buckets.popleft()  # wholly before the span: never counted again
+            # The bucket the span starts in counts pro rata, as if its predictions were spread evenly over
+            # the part of it that has passed: counted whole, a window spanning seconds against 60-second
+            # buckets reads as low coverage.
+            latest = self._latest[model_version]
+            inside = 0.0
+            for begin, count in buckets:
+                if begin >= start:
+                    inside += count
+                    continue
+                end = min(begin + self._bucket_s, latest)  # the bucket's part that has passed
+                if end > start:
+                    inside += count * (end - start) / (end - begin)
+            return len(joined), round(inside)
         return len(joined), int(sum(count for _, count in buckets))
 
     def _start(self, model_version: str, t: float) -> None:

@@ -234,3 +234,46 @@ def test_served_tasks_names_every_version_of_the_batch() -> None:
     routed = RoutedResult(BatchResult(), [(model("3", "binary"), BatchResult()), (model("4", "binary"), BatchResult())])
     assert served_tasks(routed) == {"3": "binary", "4": "binary"}
 
+
+
+def test_coverage_counts_the_bucket_the_span_starts_in_pro_rata() -> None:
+    from datetime import UTC, datetime
+
+    from stream_app.adapters.labels import LabelCoverage
+
+    coverage = LabelCoverage(max_labels=2, bucket_s=60.0)
+    base = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)  # a bucket boundary
+    for second in range(60):
+        coverage.scored("1", 2, base.replace(second=second))
+    coverage.labelled("1", base.replace(second=50))
+    coverage.labelled("1", base.replace(second=55))
+    # The full window spans 50 s .. 59 s (the latest predictions): 9 of the bucket's 59 elapsed seconds.
+    assert coverage.coverage("1") == (2, round(120 * 9 / 59))
+
+
+def test_predictions_all_before_the_span_are_not_counted() -> None:
+    from datetime import UTC, datetime
+
+    from stream_app.adapters.labels import LabelCoverage
+
+    coverage = LabelCoverage(max_labels=2, bucket_s=60.0)
+    base = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    coverage.scored("1", 120, base)
+    coverage.labelled("1", base.replace(second=50))
+    coverage.labelled("1", base.replace(second=55))
+    assert coverage.coverage("1") == (2, 0)
+
+
+def test_coverage_prorates_a_bucket_that_is_still_filling_over_its_elapsed_part() -> None:
+    from datetime import UTC, datetime
+
+    from stream_app.adapters.labels import LabelCoverage
+
+    coverage = LabelCoverage(max_labels=2, bucket_s=60.0)
+    base = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    for second in range(10):  # 40 predictions a second for the bucket's first 10 s
+        coverage.scored("1", 40, base.replace(second=second))
+    coverage.labelled("1", base.replace(second=5))
+    coverage.labelled("1", base.replace(second=6))
+    # The window spans 5 s .. 9 s (the latest predictions): 4 of the 9 elapsed seconds of 400 predictions.
+    assert coverage.coverage("1") == (2, round(400 * 4 / 9))
