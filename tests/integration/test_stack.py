@@ -64,6 +64,7 @@ def settings(broker: BrokerProcess, tmp_path: Path) -> ProducerSettings:
         DRIFTLINE_EVENTS_TOPIC=f"events-{suffix}",
         DRIFTLINE_PREDICTIONS_TOPIC=f"predictions-{suffix}",
         DRIFTLINE_DEAD_LETTER_TOPIC=f"dead-letters-{suffix}",
+        DRIFTLINE_LABELS_TOPIC=f"labels-{suffix}",
         DRIFTLINE_TOPIC_PARTITIONS=3,
         DRIFTLINE_N_CUSTOMERS=50,
         DRIFTLINE_N_MERCHANTS=20,
@@ -109,9 +110,10 @@ def test_ensure_topics_is_idempotent(settings: ProducerSettings) -> None:
         TopicOutcome(settings.predictions_topic, "created", 3),
         TopicOutcome(settings.dead_letter_topic, "created", 3),
         TopicOutcome(settings.shadow_predictions_topic, "created", 3),
+        TopicOutcome(settings.labels_topic, "created", 3),
     ]
     second = ensure_topics(settings)
-    assert [(t.outcome, t.partitions, t.note) for t in second] == [("existed", 3, "")] * 4
+    assert [(t.outcome, t.partitions, t.note) for t in second] == [("existed", 3, "")] * 5
 
 
 def test_publish_generated_and_tail_round_trip(settings: ProducerSettings) -> None:
@@ -319,6 +321,7 @@ def test_commands_find_the_stack_up_recorded(stack_settings: StackSettings) -> N
         DRIFTLINE_EVENTS_TOPIC=f"events-{suffix}",
         DRIFTLINE_PREDICTIONS_TOPIC=f"predictions-{suffix}",
         DRIFTLINE_DEAD_LETTER_TOPIC=f"dead-letters-{suffix}",
+        DRIFTLINE_LABELS_TOPIC=f"labels-{suffix}",
         DRIFTLINE_TOPIC_PARTITIONS="2",
     )
     result = subprocess.run(
@@ -336,9 +339,10 @@ def test_commands_find_the_stack_up_recorded(stack_settings: StackSettings) -> N
         DRIFTLINE_EVENTS_TOPIC=f"events-{suffix}",
         DRIFTLINE_PREDICTIONS_TOPIC=f"predictions-{suffix}",
         DRIFTLINE_DEAD_LETTER_TOPIC=f"dead-letters-{suffix}",
+        DRIFTLINE_LABELS_TOPIC=f"labels-{suffix}",
         DRIFTLINE_TOPIC_PARTITIONS=2,
     )
-    assert [(t.outcome, t.partitions) for t in ensure_topics(on_broker)] == [("existed", 2)] * 4
+    assert [(t.outcome, t.partitions) for t in ensure_topics(on_broker)] == [("existed", 2)] * 5
 
     # An address set in the environment is used as given, and named as such.
     result = subprocess.run(

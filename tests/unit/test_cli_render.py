@@ -36,7 +36,8 @@ from producers.admin import TopicOutcome
 from producers.deadletters import DeadLetterReport, ReplayResult
 from producers.publish import PublishSummary
 
-runner = CliRunner()
+# A table under CliRunner is 200 wide (a pipe) unless COLUMNS says otherwise, as pytest-xdist workers do.
+runner = CliRunner(env={"COLUMNS": None})
 
 
 def cells(table: Table) -> list[list[str]]:
