@@ -206,23 +206,25 @@ def read_labelled(
 ) -> LabelledWindow:
     """Read the events and labels topics from the beginning and join the window ``[now - window, now]``.
 
-    The read stops once every partition has shown a record appended after ``now`` (the records this
-    retrain is about are all read: ``caught_up``), once nothing has come for ``idle_s``, or after
-    ``max_read_s``; ``read_stopped`` says which. Records appended after ``now`` are left out, so a
-    busy topic ends the read as soon as it is caught up. No consumer group is used, so nothing is
+    The read stops once every partition has shown a record appended after the read began (everything
+    before is read: ``caught_up``), once nothing has come for ``idle_s``, or after ``max_read_s``;
+    ``read_stopped`` says which. Records appended after the read began are left out, so a busy topic
+    ends the read as soon as it is caught up. No consumer group is used, so nothing is
     committed and the workers' offsets are untouched.
     """
     join = WindowJoin(now - window, now, fields, max_future_skew_s)
     labels_topic = settings.labels_topic
     stopped: ReadStop = "idle"
     deadline = time.monotonic() + max_read_s
-    now_ms = now.timestamp() * 1000
+    # Records appended after the read began are what it need not wait for (by the wall clock, not ``now``,
+    # which a caller may set in the past).
+    began_ms = time.time() * 1000
     with open_reader(settings, [settings.events_topic, labels_topic], client_id="driftline-retrain") as reader:
         pending = {(topic, p) for topic, partitions in reader.partitions.items() for p in partitions}
         for record in reader.records(idle_timeout_s=idle_s):
             where = (record.topic, record.partition)
-            if record.timestamp > now_ms:
-                pending.discard(where)  # appended after this retrain began: this partition is read up to now
+            if record.timestamp > began_ms:
+                pending.discard(where)  # appended after this read began: this partition is read up to then
                 if not pending:
                     stopped = "caught_up"
                     break
